@@ -1,0 +1,49 @@
+"""Exceptions of the dataset and training pipeline.
+
+Every message is written for the person who sent the data: what is wrong, in
+which file, and what to do. The CLI and the bot show ``str(error)`` as it is and
+use ``kind`` for machine-readable output.
+"""
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline reports to a user."""
+
+    kind = "pipeline_error"
+
+    def __init__(self, message: str, *, kind: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+        self.details = details or {}
+
+    def to_json(self) -> dict:
+        payload = {"kind": self.kind, "message": str(self)}
+        if self.details:
+            payload["details"] = self.details
+        return payload
+
+
+class DatasetRejected(PipelineError):
+    """The uploaded archive cannot be used at all (unsafe, corrupt, or empty)."""
+
+    kind = "dataset_rejected"
+
+
+class LabelMapError(PipelineError):
+    """A label map file is malformed or does not cover the labels in the data."""
+
+    kind = "label_map_error"
+
+
+class WorkspaceError(PipelineError):
+    """A workspace is missing a step's output, or a step was asked something impossible."""
+
+    kind = "workspace_error"
+
+
+class UsageError(PipelineError):
+    """A step was asked something impossible: a bad ratio, an unknown class name."""
+
+    kind = "usage_error"

@@ -1,0 +1,1 @@
+"""The SQLite store (sqlite-utils): users, datasets, jobs and their events. Only SQLite here."""
