@@ -19,11 +19,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipeline.errors import DatasetRejected
+from .errors import DatasetRejected
+from .pairing import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 _CHUNK = 2**20
 _RATIO_GRACE = 2**20  # tiny files compress extremely well without being bombs

@@ -43,9 +43,7 @@ def inspect(archive: Path, ws: Workspace, limits: ExtractLimits = ExtractLimits(
     samples, report = inspect_files(ws.source, files, workers)
     ws.save_samples(samples)
     write_json(ws.report, report.to_json())
-    troubled = {problem.file for problem in report.problems}
-    flagged = {s.image for s in samples if s.image in troubled or s.annotation in troubled}
-    write_preview(ws.source, samples, flagged, ws.preview)
+    write_preview(ws.source, samples, report.problems, ws.preview)
     return report
 
 
