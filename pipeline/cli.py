@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import steps, tables
+from . import cli_export, cli_train, steps, tables
 from .errors import PipelineError
 from .synthetic import SyntheticSpec, make_voc_zip
 from .workspace import Workspace
@@ -23,7 +23,13 @@ EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides (key=value) may follow options; argparse alone would only take them first.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(token.startswith("-") or "=" not in token for token in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -35,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         message = "detbot hit an internal error; nothing you sent was changed. Run again with -v and report the log."
         return _fail(args, {"kind": "internal_error", "message": message}, message, EXIT_INTERNAL_ERROR)
     print(json.dumps(payload, indent=1, ensure_ascii=False) if args.json else text)
-    return 0
+    return payload.get("exit_code", 0) if isinstance(payload, dict) else 0
 
 
 def _fail(args, error: dict, message: str, code: int) -> int:
@@ -84,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workspace", type=Path)
     _records_args(p)
     p.set_defaults(run=_records)
+
+    cli_train.add_commands(sub, common)
+    cli_export.add_commands(sub, common)
 
     p = sub.add_parser("demo", parents=[common], help="write a generated dataset zip of coloured shapes")
     p.add_argument("out", type=Path, help="the .zip to write")

@@ -47,3 +47,21 @@ class UsageError(PipelineError):
     """A step was asked something impossible: a bad ratio, an unknown class name."""
 
     kind = "usage_error"
+
+
+class WeightsError(PipelineError):
+    """Pretrained weights cannot be fetched or do not match their checksum."""
+
+    kind = "weights_error"
+
+
+class TrainingError(PipelineError):
+    """Training cannot start or cannot go on (bad config, NaN beyond recovery, no data)."""
+
+    kind = "training_error"
+
+
+class ExportError(PipelineError):
+    """The trained model cannot be exported, or the export does not check out."""
+
+    kind = "export_error"

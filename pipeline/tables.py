@@ -61,3 +61,23 @@ def records_text(outputs: dict) -> str:
             lines.append(f"{key.removesuffix('_records')}: {len(paths)} shards"
                          + (f" ({paths[0]} ...)" if paths else ""))
     return "\n".join(lines)
+
+
+def job_text(status: dict) -> str:
+    lines = [f"state: {status['state']} at step {status['step']}" + (" (running)" if status["running"] else "")]
+    progress = status.get("last_progress")
+    if progress:
+        eta = progress.get("eta_s")
+        lines.append(f"step {progress['step']}/{progress['total_steps']}  loss {progress['total_loss']}  "
+                     f"lr {progress.get('learning_rate')}  {progress.get('images_per_sec')} img/s"
+                     + (f"  ETA {eta // 60:.0f} min {eta % 60:.0f} s" if isinstance(eta, (int, float)) else ""))
+    evaluation = status.get("last_eval")
+    if evaluation:
+        lines.append(f"last eval at step {evaluation['step']}: AP {evaluation['AP']}  AP50 {evaluation['AP50']}")
+    best = status.get("best")
+    if best:
+        lines.append(f"best: AP {best['AP']:.4f} at step {best['step']}")
+    last = status.get("last_event") or {}
+    if last.get("message"):
+        lines.append(last["message"])
+    return "\n".join(lines)
