@@ -1,0 +1,138 @@
+"""The schema, as an append-only list of migrations; version N is ``MIGRATIONS[N - 1]``.
+
+Never edit a released migration: add a new one. Each is a SQL script or a function of
+the ``sqlite_utils.Database``, and runs inside the transaction that records it, so a
+crash mid-migration leaves the previous version intact.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+from .errors import StoreError
+
+Migration = str | Callable[[Database], None]
+
+INITIAL = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    current_dataset_id TEXT REFERENCES datasets(id),
+    chosen_model TEXT,
+    max_jobs INTEGER,
+    max_bytes INTEGER
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(user_id),
+    name TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    summary TEXT,
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS datasets_user ON datasets(user_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(user_id),
+    chat_id INTEGER NOT NULL,
+    dataset_id TEXT NOT NULL REFERENCES datasets(id),
+    job_dir TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    status_message_id INTEGER,
+    last_status_text TEXT,
+    events_offset INTEGER NOT NULL DEFAULT 0,
+    last_plot_step INTEGER,
+    archive TEXT,
+    error TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user_id);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS job_events (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    step INTEGER,
+    time REAL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS notices (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(user_id),
+    chat_id INTEGER NOT NULL,
+    job_id TEXT REFERENCES jobs(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    step INTEGER,
+    message_id INTEGER,
+    created REAL NOT NULL,
+    acknowledged REAL
+);
+-- One notice per (job, kind, step): the guard against alerting twice after a restart.
+-- NULLs are distinct in a UNIQUE index, hence the COALESCE; job-less notices are not deduplicated.
+CREATE UNIQUE INDEX IF NOT EXISTS notices_once
+    ON notices(job_id, kind, COALESCE(step, -1)) WHERE job_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS notices_user ON notices(user_id);
+"""
+
+MIGRATIONS: list[Migration] = [INITIAL]
+
+
+def migrate(db: Database, where: str, migrations: list[Migration] = MIGRATIONS) -> int:
+    """Bring the schema up to ``len(migrations)``; returns how many migrations ran.
+
+    Call outside a transaction. Each migration takes the write lock (BEGIN IMMEDIATE)
+    and re-reads the version under it, so two processes opening a new file at once
+    do not both apply the same migration.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+               "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    applied = 0
+    while True:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = current_version(db)
+            _refuse_newer(version, len(migrations), where)
+            if version == len(migrations):
+                db.conn.execute("COMMIT")
+                return applied
+            _apply(db, migrations[version])
+            db["schema_migrations"].insert({"version": version + 1, "applied_at": time.time()})
+            db.conn.execute("COMMIT")
+            applied += 1
+        except BaseException:
+            db.rollback()
+            raise
+
+
+def current_version(db: Database) -> int:
+    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def _apply(db: Database, migration: Migration) -> None:
+    if callable(migration):
+        migration(db)
+    else:
+        db.executescript(migration)  # inside our transaction sqlite-utils runs it statement by statement
+
+
+def _refuse_newer(version: int, known: int, where: str) -> None:
+    if version > known:
+        raise StoreError(
+            f"the database {where} has schema version {version}, but this detbot only knows up to "
+            f"version {known}: it was written by a newer detbot. Upgrade detbot (or open another "
+            f"database file); nothing in it was changed.")

@@ -1,0 +1,132 @@
+"""The generated Model Garden config: presets, hardware, schedule, strict overrides (no training)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import UsageError
+from pipeline.hardware import Hardware
+from pipeline.jobs import JobState
+from pipeline.models import catalog, get_model, recommend
+from pipeline.steps import PrepareOptions, prepare
+from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.train_config import (TrainRequest, build_params, load_params, plan_schedule, save_params,
+                                   workspace_facts)
+from pipeline.workspace import Workspace
+
+pytest.importorskip("official")
+CPU = Hardware(cpu_cores=2)
+TWO_A100 = Hardware(gpus=2, gpu_memory_mb=40960, compute_capability=8.0, cpu_cores=16)
+ONE_T4 = Hardware(gpus=1, gpu_memory_mb=15360, compute_capability=7.5, cpu_cores=8)
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cfg")
+    prepare(make_voc_zip(base / "s.zip", SyntheticSpec(images=40, seed=2)), base / "ws", PrepareOptions(val_ratio=0.2))
+    return workspace_facts(Workspace(base / "ws"))
+
+
+def test_facts_count_records_and_classes(facts):
+    assert (facts.train_images, facts.val_images, facts.num_classes) == (32, 8, 4)
+
+
+@pytest.mark.parametrize("spec", catalog(), ids=lambda s: s.name)
+def test_every_catalogue_model_builds_a_valid_config(spec, facts, tmp_path):
+    params = build_params(spec, facts, CPU, TrainRequest(spec.name, steps=100))
+    assert params.task.model.num_classes == 4
+    assert params.task.model.input_size == [spec.input_size, spec.input_size, 3]
+    assert params.task.train_data.input_path == facts.train_pattern
+    save_params(params, tmp_path / "params.yaml")
+    assert load_params(spec.experiment, tmp_path / "params.yaml").as_dict() == params.as_dict()
+
+
+def test_cpu_preset(facts):
+    params = build_params(get_model("mobilenetv2-fpn"), facts, CPU, TrainRequest("mobilenetv2-fpn", epochs=2))
+    assert params.runtime.distribution_strategy == "one_device" and params.runtime.mixed_precision_dtype == "float32"
+    assert params.task.train_data.global_batch_size == 8
+    assert params.trainer.train_steps == 8  # 2 epochs of 32 images at batch 8
+    assert params.task.model.backbone.mobilenet.filter_size_scale == 0.5
+    assert params.task.model.norm_activation.norm_momentum == 0.9
+    assert params.task.export_config.output_normalized_coordinates is True
+
+
+def test_gpu_preset_uses_every_gpu_mixed_precision_and_a_memory_sized_batch(facts):
+    params = build_params(get_model("resnet50-fpn"), facts, TWO_A100, TrainRequest("resnet50-fpn", steps=20000))
+    assert params.runtime.distribution_strategy == "mirrored" and params.runtime.num_gpus == 2
+    assert params.runtime.mixed_precision_dtype == "mixed_bfloat16" and params.task.train_data.dtype == "bfloat16"
+    assert params.runtime.enable_xla is True and params.task.model.norm_activation.use_sync_bn is True
+    assert params.task.train_data.global_batch_size == 2 * 32  # 16 per 16 GB, 40 GB each -> 32 per GPU
+    assert params.task.model.norm_activation.norm_momentum == 0.99
+    assert params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == pytest.approx(0.08)
+    t4 = build_params(get_model("spinenet49-mobile"), facts, ONE_T4, TrainRequest("spinenet49-mobile", steps=50))
+    assert t4.runtime.mixed_precision_dtype == "mixed_float16" and t4.runtime.distribution_strategy == "mirrored"
+
+
+def test_learning_rate_scales_with_batch_and_run_length(facts):
+    spec = get_model("mobilenetv2-fpn")
+    small = plan_schedule(spec, facts, CPU, TrainRequest(spec.name, steps=1000, batch_size=4))
+    big = plan_schedule(spec, facts, CPU, TrainRequest(spec.name, steps=1000, batch_size=256))
+    assert small.learning_rate == pytest.approx(0.04) and big.learning_rate == pytest.approx(0.32)
+    assert small.warmup_steps == 50 and small.eval_interval == 100 and small.steps_per_loop == 50
+
+
+def test_overrides_are_strict_and_typed(facts):
+    spec = get_model("mobilenetv2-fpn")
+    with pytest.raises(UsageError, match="bogus"):
+        build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=("task.model.bogus=1",)))
+    with pytest.raises(UsageError, match="key=value"):
+        build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=("oops",)))
+    params = build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=(
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1",
+        "trainer.optimizer_config.warmup.linear.warmup_learning_rate=1e-4", "task.model.head.num_convs=3")))
+    assert params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == 1.0
+    assert isinstance(params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate, float)
+    assert params.trainer.optimizer_config.warmup.linear.warmup_learning_rate == pytest.approx(1e-4)
+    assert params.task.model.head.num_convs == 3
+
+
+def test_roll_back_state_scales_learning_rate_and_batch(facts):
+    from pipeline.train_session import scaled_params
+
+    params = build_params(get_model("mobilenetv2-fpn"), facts, CPU, TrainRequest("mobilenetv2-fpn", steps=50))
+    scaled = scaled_params(params, JobState(lr_scale=0.5, batch_scale=0.5))
+    lr = lambda p: p.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate  # noqa: E731
+    assert scaled.task.train_data.global_batch_size == 4
+    assert lr(scaled) == pytest.approx(lr(params) * 0.25)
+    assert scaled.trainer.optimizer_config.warmup.linear.warmup_learning_rate == pytest.approx(
+        params.trainer.optimizer_config.warmup.linear.warmup_learning_rate * 0.25)
+
+
+def test_recommendation_follows_data_and_hardware():
+    assert recommend(5000, CPU).name == "mobilenetv2-fpn"
+    assert recommend(100, TWO_A100).name == "spinenet49-mobile"
+    assert recommend(5000, Hardware(gpus=1, gpu_memory_mb=6144, compute_capability=7.5)).name == "spinenet49-mobile"
+    choice = recommend(5000, TWO_A100)
+    assert choice.name == "resnet50-fpn" and "5000 labelled images" in choice.reason
+
+
+def test_models_command_lists_the_catalogue(capsys):
+    assert main(["models", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    names = [m["name"] for m in out["models"]]
+    assert {"mobilenetv2-fpn", "spinenet49-mobile", "resnet50-fpn", "spinenet49"} <= set(names)
+    assert out["recommended"] == "mobilenetv2-fpn" and "CPU" in out["reason"]
+    assert all(m["coco_ap"] > 0 and m["when"] for m in out["models"])
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(UsageError, match="mobilenetv2-fpn"):
+        get_model("yolo")
+
+
+def test_show_config_prints_yaml(tmp_path, capsys):
+    prepare(make_voc_zip(tmp_path / "s.zip", SyntheticSpec(images=12, seed=4)), tmp_path / "ws",
+            PrepareOptions(val_ratio=0.25))
+    assert main(["train", str(tmp_path / "ws"), "--steps", "7", "--show-config", "task.model.head.num_convs=1"]) == 0
+    text = capsys.readouterr().out
+    assert "train_steps: 7" in text and "num_convs: 1" in text
+    assert not (Path(tmp_path) / "ws" / "jobs").exists()
