@@ -1,0 +1,26 @@
+"""``python -m bot``: start detbot with long polling (works behind NAT)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from .app import build_application
+from .config import ConfigError, load_settings
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The HTTP client logs request URLs, which contain the bot token, at INFO.
+    for noisy in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"detbot cannot start: {error}", file=sys.stderr)
+        return 2
+    build_application(settings).run_polling(allowed_updates=["message", "callback_query"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

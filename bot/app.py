@@ -1,0 +1,64 @@
+"""The composition root: builds the Application, its services and its handlers."""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+from telegram import BotCommand, Update
+from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, MessageHandler,
+                          TypeHandler, filters)
+
+from storage import open_store
+
+from . import handlers, texts
+from .config import Settings
+from .datasets import DatasetService
+from .monitor import watch
+from .training import TrainingService
+
+WATCH_INTERVAL_S = 2.0
+
+
+def build_application(settings: Settings) -> Application:
+    builder = (Application.builder().token(settings.token).rate_limiter(AIORateLimiter(max_retries=3))
+               .concurrent_updates(True).post_init(_post_init).post_shutdown(_post_shutdown))
+    if settings.base_url:
+        builder = builder.base_url(settings.base_url)
+    if settings.base_file_url:
+        builder = builder.base_file_url(settings.base_file_url)
+    app = builder.local_mode(settings.local_mode).build()
+    app.bot_data["settings"] = settings
+    app.add_handler(TypeHandler(Update, handlers.gate), group=-1)
+    for name, callback in (("start", handlers.start), ("help", handlers.start), ("split", handlers.split),
+                           ("labels", handlers.labels), ("model", handlers.model), ("train", handlers.train),
+                           ("status", handlers.status), ("stop", handlers.stop), ("resume", handlers.resume),
+                           ("jobs", handlers.jobs), ("export", handlers.export), ("predict", handlers.predict),
+                           ("dataset", handlers.dataset_url)):
+        app.add_handler(CommandHandler(name, callback))
+    app.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
+    app.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
+    app.add_handler(CallbackQueryHandler(handlers.button))
+    app.add_error_handler(handlers.on_error)
+    return app
+
+
+async def _post_init(app: Application) -> None:
+    settings: Settings = app.bot_data["settings"]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.db_path)
+    executor = ProcessPoolExecutor(max_workers=1)  # dataset checks: off the event loop, one at a time
+    app.bot_data["executor"] = executor
+    app.bot_data["services"] = handlers.Services(
+        datasets=DatasetService(store, settings, executor), training=TrainingService(store, settings),
+        allowed=settings.allowed_user_ids, download_limit_mb=settings.download_limit_mb,
+        local_mode=settings.local_mode)
+    await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
+    app.job_queue.run_repeating(watch, interval=WATCH_INTERVAL_S, first=0.5, name="watch")
+
+
+async def _post_shutdown(app: Application) -> None:
+    executor = app.bot_data.get("executor")
+    if executor:
+        executor.shutdown(wait=False, cancel_futures=True)
+    services = app.bot_data.get("services")
+    if services:
+        services.datasets.store.close()

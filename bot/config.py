@@ -1,0 +1,112 @@
+"""The bot's settings, from the environment or a ``.env`` file; a bad one stops start-up.
+
+Every setting is documented in ``.env.example``. The error names the setting and
+says how to fix it, in one line, because it is the first thing a new user sees.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOUD_DOWNLOAD_MB, CLOUD_UPLOAD_MB, LOCAL_LIMIT_MB = 20, 50, 2000
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: str
+    allowed_user_ids: frozenset[int]
+    data_dir: Path
+    base_url: str | None = None
+    base_file_url: str | None = None
+    local_mode: bool = False
+    progress_interval_s: float = 30.0
+    plot_interval_s: float = 300.0
+    download_limit_mb: int = CLOUD_DOWNLOAD_MB
+    upload_limit_mb: int = CLOUD_UPLOAD_MB
+    max_jobs_per_user: int = 2
+    max_gb_per_user: float = 10.0
+    training_slots: int = 1  # trainings at once: one per GPU
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "detbot.db"
+
+
+def load_settings(environ: dict[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
+    values = _read_env_file(env_file) | dict(os.environ if environ is None else environ)
+    token = values.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token or ":" not in token:
+        raise ConfigError("TELEGRAM_BOT_TOKEN is missing or malformed: get a token from @BotFather (/newbot) "
+                          "and put TELEGRAM_BOT_TOKEN=123456:ABC... in .env (see .env.example).")
+    local = _flag(values, "TELEGRAM_LOCAL_MODE")
+    default_limit = LOCAL_LIMIT_MB if local else None
+    return Settings(
+        token=token,
+        allowed_user_ids=_ids(values.get("ALLOWED_USER_IDS", "")),
+        data_dir=Path(values.get("DETBOT_DATA_DIR", "data")).expanduser(),
+        base_url=values.get("TELEGRAM_BASE_URL") or None,
+        base_file_url=values.get("TELEGRAM_BASE_FILE_URL") or None,
+        local_mode=local,
+        progress_interval_s=_number(values, "DETBOT_PROGRESS_INTERVAL_S", 30.0, minimum=1),
+        plot_interval_s=_number(values, "DETBOT_PLOT_INTERVAL_S", 300.0, minimum=10),
+        download_limit_mb=int(_number(values, "DETBOT_DOWNLOAD_LIMIT_MB", default_limit or CLOUD_DOWNLOAD_MB, 1)),
+        upload_limit_mb=int(_number(values, "DETBOT_UPLOAD_LIMIT_MB", default_limit or CLOUD_UPLOAD_MB, 1)),
+        max_jobs_per_user=int(_number(values, "DETBOT_MAX_JOBS_PER_USER", 2, minimum=1)),
+        max_gb_per_user=_number(values, "DETBOT_MAX_GB_PER_USER", 10.0, minimum=0.1),
+        training_slots=int(_number(values, "DETBOT_TRAINING_SLOTS", 1, minimum=1)),
+    )
+
+
+def _read_env_file(path: Path | None) -> dict[str, str]:
+    if path is None or not path.exists():
+        return {}
+    values = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path} line {number} is not KEY=VALUE: fix or remove it.")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _ids(text: str) -> frozenset[int]:
+    ids = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if not part.isdigit():
+            raise ConfigError(f"ALLOWED_USER_IDS has '{part}', which is not a numeric Telegram user id: "
+                              "list ids like 12345,67890 (ask @userinfobot for yours).")
+        ids.add(int(part))
+    if not ids:
+        raise ConfigError("ALLOWED_USER_IDS is empty: list the numeric Telegram ids allowed to use the bot, "
+                          "e.g. ALLOWED_USER_IDS=12345 (ask @userinfobot for yours).")
+    return frozenset(ids)
+
+
+def _number(values: dict, key: str, default: float, minimum: float) -> float:
+    raw = values.get(key)
+    if raw in (None, ""):
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw} is not a number: set it to a number (default {default:g}).") from None
+    if value < minimum:
+        raise ConfigError(f"{key}={raw} is too small: use at least {minimum:g} (default {default:g}).")
+    return value
+
+
+def _flag(values: dict, key: str) -> bool:
+    raw = values.get(key, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{key}={raw} is not true/false: set it to true or false.")

@@ -1,0 +1,91 @@
+"""The periodic watcher: mirrors every running job and delivers what it has to say.
+
+Runs on the JobQueue, so it also picks running jobs up again after a bot restart:
+everything it needs (status message id, events offset, notices) is in the store.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from .training import Outgoing, TrainingError
+
+log = logging.getLogger(__name__)
+
+
+async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = context.bot_data["services"]
+    training = svc.training
+    for job in training.store.active_jobs():
+        for outgoing in training.poll(job):
+            await deliver(context.bot, svc, outgoing)
+    for job in await training.start_queued():
+        await deliver(context.bot, svc, Outgoing("status", job, training.status_text(job)))
+
+
+async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:
+    job, store = outgoing.job, svc.training.store
+    if outgoing.kind == "status":
+        await _status(bot, svc, outgoing)
+    elif outgoing.kind == "photo":
+        await bot.send_photo(job.chat_id, outgoing.path.read_bytes(), caption=outgoing.text)
+    elif outgoing.kind == "alert":
+        buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Stop", callback_data=f"nan:stop:{job.id}"),
+                                         InlineKeyboardButton("Continue", callback_data=f"nan:go:{job.id}")]])
+        await bot.send_message(job.chat_id, outgoing.text, reply_markup=buttons)
+    elif outgoing.kind == "finished":
+        await _status(bot, svc, Outgoing("status", store.job_by_id(job.id), svc.training.status_text(job)))
+        await bot.send_message(job.chat_id, outgoing.text)
+        await _export(bot, svc, job)
+    else:
+        await bot.send_message(job.chat_id, outgoing.text)
+
+
+async def _status(bot: Bot, svc, outgoing: Outgoing) -> None:
+    """One status message per job, edited in place; unchanged text is never re-sent."""
+    job = svc.training.store.job_by_id(outgoing.job.id)
+    text = svc.training.status_text(job)
+    if text == job.last_status_text and job.status_message_id:
+        return
+    svc.training.edited(job.id)
+    if job.status_message_id:
+        try:
+            await bot.edit_message_text(text, chat_id=job.chat_id, message_id=job.status_message_id)
+            svc.training.store.update_job(job.id, last_status_text=text)
+            return
+        except BadRequest as error:
+            if "not modified" in str(error).lower():
+                return
+            log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
+    message = await bot.send_message(job.chat_id, text)
+    svc.training.store.update_job(job.id, status_message_id=message.message_id, last_status_text=text)
+
+
+async def _export(bot: Bot, svc, job) -> None:
+    try:
+        archive = await svc.training.export(job)
+    except TrainingError as error:
+        await bot.send_message(job.chat_id, str(error))
+        return
+    await send_archive(bot, job.chat_id, archive, svc.datasets.settings.upload_limit_mb)
+
+
+async def send_archive(bot: Bot, chat_id: int, archive: Path, limit_mb: int) -> None:
+    """The model archive, split into parts when it is above the upload limit."""
+    data = archive.read_bytes()
+    part_size = limit_mb * 2**20 - 64 * 1024  # headroom for the multipart envelope
+    if len(data) <= part_size:
+        await bot.send_document(chat_id, data, filename=archive.name,
+                                caption="The trained model: SavedModel, label map, config, metrics, samples.")
+        return
+    parts = [data[i:i + part_size] for i in range(0, len(data), part_size)]
+    for number, part in enumerate(parts, start=1):
+        await bot.send_document(chat_id, part, filename=f"{archive.name}.{number:03d}")
+    await bot.send_message(chat_id, f"The archive was {len(data) / 2**20:.0f} MB, above the {limit_mb} MB upload "
+                                    f"limit, so it came in {len(parts)} parts. Join them with: cat {archive.name}.* "
+                                    f"> {archive.name} (Windows: copy /b {archive.name}.001+{archive.name}.002 "
+                                    f"{archive.name}).")
