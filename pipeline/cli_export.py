@@ -34,7 +34,7 @@ def _export(args):
     per_class = [[name, _num(ap)] for name, ap in report.per_class_ap.items()]
     text = "\n\n".join([
         f"checkpoint: {report.checkpoint.note}",
-        tables.table(["evaluated", "AP", "AP50"], rows) + f"\n(must agree within {report.tolerance})",
+        tables.table(["evaluated", "AP", "AP50"], rows) + f"\n(AP50 must agree within {report.tolerance:.3f})",
         tables.table(["class", "AP"], per_class),
         f"TFLite: {'yes' if report.tflite else 'no'} ({report.tflite_note})",
         f"archive: {report.archive} ({report.archive_bytes / 2**20:.1f} MB, {report.seconds:.0f} s)\n"

@@ -55,7 +55,7 @@ def coco_ap(groundtruths: Sequence[ImageBoxes], detections: Sequence[ImageBoxes]
         evaluation.accumulate()
         evaluation.summarize()
     precision = evaluation.eval["precision"]
-    per_class = {names[cid]: _mean(precision[:, :, index, _ALL_AREAS, _MAX_DETS])
+    per_class = {names[cid]: mean_valid(precision[:, :, index, _ALL_AREAS, _MAX_DETS])
                  for index, cid in enumerate(evaluation.params.catIds)}
     stats = evaluation.stats
     return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]), "per_class_AP": per_class}
@@ -77,7 +77,7 @@ def _has(images: Sequence[ImageBoxes], class_id: int) -> bool:
     return any(class_id in image.classes for image in images)
 
 
-def _mean(values: np.ndarray) -> float | None:
+def mean_valid(values: np.ndarray) -> float | None:
     valid = values[values > -1]  # -1 marks a class with no ground truth
     return float(valid.mean()) if valid.size else None
 
@@ -112,7 +112,7 @@ class ConfusionMatrix:
 
         counts = np.array(self.counts, dtype=float)
         share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # colour by row so rare classes show
-        size = 1.6 + 0.7 * len(self.columns)
+        size = min(16.0, 1.6 + 0.7 * len(self.columns))  # inches; many classes still fit a screen
         fig, ax = plt.subplots(figsize=(size + 1, size), dpi=110)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (row, column), value in np.ndenumerate(counts):

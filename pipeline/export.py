@@ -25,15 +25,19 @@ from .jobs import JobPaths, load_job
 from .label_map import read_pbtxt
 from .predict import LABEL_MAP, SAVED_MODEL
 from .train_config import load_params
+from .verify import evaluate_tflite
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
-# The training evaluator and the exported model differ only in JPEG decoding (TensorFlow's
-# vs Pillow's) and in how the batch is formed; on the demo data they agree to 0.001. A
-# wider gap means the export is wrong (weights not restored, boxes in the wrong frame),
-# while 0.05 still allows for a box or two flipping on a small validation set.
+# The training evaluator and the exported model run the same graph on the same pixels but
+# batched differently (and decoded by TensorFlow vs Pillow), so scores differ in the last
+# digits. AP50 then moves by at most a borderline box: 0.001-0.007 measured on 20-32 demo
+# images. AP (IoU 0.5:0.95) is not compared: at IoU 0.95 sub-pixel jitter flips matches and
+# it moved by up to 0.018. A gap above 0.05 AP50 means a broken export (weights not
+# restored, boxes in the wrong frame); on a tiny validation set one box flipping moves AP50
+# by about 1/boxes, so the tolerance is never below that.
 TOLERANCE = 0.05
-COMPARED = ("AP", "AP50")
+COMPARED = "AP50"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,17 +83,12 @@ def export_job(job_dir: Path, out_zip: Path, tflite: bool = True, samples: int =
     staging = Path(tempfile.mkdtemp(dir=out_zip.parent, prefix=f".{out_zip.stem}-"))
     try:
         folder, work = staging / "archive", staging / "work"
-        params = _export_saved_model(job, meta, chosen, folder)
-        log.info("SavedModel of %s written after %.0f s", chosen.prefix, time.monotonic() - start)
-        has_tflite, tflite_note = (_convert_tflite(params, chosen, meta["model"], work, folder / "model.tflite")
-                                   if tflite else (False, "not requested (--no-tflite)"))
-        log.info("TFLite done after %.0f s: %s", time.monotonic() - start, tflite_note)
-        checked = run_verify(folder, records, samples, folder / "model.tflite" if has_tflite else None)
-        log.info("verified after %.0f s: AP %s, AP50 %s", time.monotonic() - start, checked["AP"], checked["AP50"])
-        _check_agreement(chosen, checked)
+        checked, has_tflite, tflite_note = _build(job, meta, chosen, records, folder, work, tflite, samples)
+        tolerance = max(TOLERANCE, 1 / max(checked["boxes"], 1))
+        check_agreement(chosen, checked, tolerance)
         if has_tflite:
-            has_tflite, tflite_note = _check_tflite(checked, folder / "model.tflite", tflite_note)
-        write_json(folder / "metrics.json", _metrics(chosen, checked, meta["model"]))
+            has_tflite, tflite_note = _check_tflite(checked, folder / "model.tflite", tflite_note, tolerance)
+        write_json(folder / "metrics.json", _metrics(chosen, checked, meta["model"], tolerance))
         (folder / "README.md").write_text(readme(meta["model"], read_pbtxt(folder / LABEL_MAP), checked,
                                                  has_tflite), encoding="utf-8")
         kept = _keep_in_job(job, folder, checked)
@@ -99,8 +98,32 @@ def export_job(job_dir: Path, out_zip: Path, tflite: bool = True, samples: int =
     return ExportReport(archive=out_zip, archive_bytes=out_zip.stat().st_size, checkpoint=chosen,
                         training_ap=chosen.training.get("AP"), training_ap50=chosen.training.get("AP50"),
                         export_ap=checked["AP"], export_ap50=checked["AP50"], per_class_ap=checked["per_class_AP"],
-                        tolerance=TOLERANCE, tflite=has_tflite, tflite_note=tflite_note, samples=kept,
+                        tolerance=tolerance, tflite=has_tflite, tflite_note=tflite_note, samples=kept,
                         seconds=round(time.monotonic() - start, 1))
+
+
+def _build(job: JobPaths, meta: dict, chosen: Checkpoint, records: list[Path], folder: Path, work: Path,
+           tflite: bool, samples: int) -> tuple[dict, bool, str]:
+    """Export into ``folder`` and measure it: verify's result, with the TFLite model's AP when it converted."""
+    start = time.monotonic()
+    weights = _snapshot(chosen, work)
+    params = _export_saved_model(job, meta, weights, folder)
+    log.info("SavedModel of %s written in %.0f s", chosen.prefix, time.monotonic() - start)
+    verifying = start_verify(folder, records, samples, work / "verify.log")
+    try:  # the TFLite conversion runs while the fresh process checks the SavedModel
+        has_tflite, tflite_note = (_convert_tflite(params, weights, meta["model"], work, folder / "model.tflite")
+                                   if tflite else (False, "not requested (--no-tflite)"))
+        log.info("TFLite done after %.0f s: %s", time.monotonic() - start, tflite_note)
+        checked = finish_verify(verifying, work / "verify.log")
+    finally:
+        if verifying.poll() is None:  # something above failed: the check is of no use now
+            verifying.kill()
+            verifying.wait()
+    log.info("verified after %.0f s: AP %s, AP50 %s", time.monotonic() - start, checked["AP"], checked["AP50"])
+    # The interpreter reads only the file, so unlike the SavedModel it can be checked in this process.
+    names = {item.id: item.name for item in read_pbtxt(folder / LABEL_MAP).items}
+    checked["tflite"] = evaluate_tflite(folder / "model.tflite", records, names) if has_tflite else None
+    return checked, has_tflite, tflite_note
 
 
 def choose_checkpoint(job: JobPaths, meta: dict) -> Checkpoint:
@@ -121,32 +144,51 @@ def choose_checkpoint(job: JobPaths, meta: dict) -> Checkpoint:
                           "export again.")
     step = int(latest.rsplit("-", 1)[1])
     return Checkpoint(latest, step, "latest", {},
-                      f"no best checkpoint (the job was never evaluated): exported the latest training checkpoint, "
+                      f"no best checkpoint (no evaluation kept one): exported the latest training checkpoint, "
                       f"step {step}, so there is no training AP to compare the export with")
 
 
-def _export_saved_model(job: JobPaths, meta: dict, chosen: Checkpoint, folder: Path):
+def _snapshot(chosen: Checkpoint, work: Path) -> str:
+    """Copy the checkpoint first: a job still training replaces its best and prunes old ones."""
+    work.mkdir(parents=True)
+    prefix = Path(chosen.prefix)
+    try:
+        copied = [shutil.copy2(path, work) for path in prefix.parent.glob(prefix.name + ".*")]
+    except FileNotFoundError:
+        copied = []
+    if not any(name.endswith(".index") for name in map(str, copied)):
+        raise ExportError(f"The checkpoint {prefix} changed while it was being read (is the job still "
+                          "training?): export again.")
+    return str(work / prefix.name)
+
+
+def _export_saved_model(job: JobPaths, meta: dict, weights: str, folder: Path):
     """Write saved_model/, label_map.pbtxt and params.yaml into ``folder``; return the params."""
     params = load_params(meta["experiment"], job.params)
     # predict scales boxes by the user's image size: they must come out normalised to it.
     params.override({"task": {"export_config": {"output_normalized_coordinates": True}}}, is_strict=True)
     folder.mkdir(parents=True)
-    _model_garden_export(params, chosen, folder / SAVED_MODEL, input_type="image_tensor", batch_size=None)
+    _model_garden_export(params, weights, folder / SAVED_MODEL, input_type="image_tensor", batch_size=None)
     shutil.copyfile(meta["label_map"], folder / LABEL_MAP)
     shutil.copyfile(job.params, folder / "params.yaml")
     return params
 
 
-def _model_garden_export(params, chosen: Checkpoint, out: Path, input_type: str, batch_size: int | None) -> None:
+def _model_garden_export(params, weights: str, out: Path, input_type: str, batch_size: int | None) -> None:
+    import tensorflow as tf
     from official.vision.serving import export_saved_model_lib
 
     height, width = params.task.model.input_size[:2]
-    export_saved_model_lib.export_inference_graph(
-        input_type=input_type, batch_size=batch_size, input_image_size=[height, width], params=params,
-        checkpoint_path=chosen.prefix, export_dir=str(out))
+    try:
+        export_saved_model_lib.export_inference_graph(
+            input_type=input_type, batch_size=batch_size, input_image_size=[height, width], params=params,
+            checkpoint_path=weights, export_dir=str(out))
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:  # e.g. weights that do not fit params.yaml
+        raise ExportError(f"Model Garden could not export the checkpoint with the job's params.yaml: "
+                          f"{_first_line(exc)}") from exc
 
 
-def _convert_tflite(params, chosen: Checkpoint, model: str, work: Path, out: Path) -> tuple[bool, str]:
+def _convert_tflite(params, weights: str, model: str, work: Path, out: Path) -> tuple[bool, str]:
     """A float32 TFLite model, or False and one line saying why this architecture does not convert."""
     from official.vision.serving import export_tflite_lib
 
@@ -159,63 +201,67 @@ def _convert_tflite(params, chosen: Checkpoint, model: str, work: Path, out: Pat
         "nms_iou_threshold": generator.nms_iou_threshold, "max_detections": generator.max_num_detections,
         "detections_per_class": generator.max_num_detections}}}}}, is_strict=True)
     try:
-        _model_garden_export(lite, chosen, work / "tflite_saved_model", input_type="tflite", batch_size=1)
+        _model_garden_export(lite, weights, work / "tflite_saved_model", input_type="tflite", batch_size=1)
         out.write_bytes(export_tflite_lib.convert_tflite_model(saved_model_dir=str(work / "tflite_saved_model")))
     except Exception as exc:  # any failure here means "no TFLite"; the SavedModel is still good
         log.warning("TFLite conversion of %s failed", model, exc_info=True)
-        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        return False, f"{model} does not convert to TFLite: {reason[:200]}"
+        return False, f"{model} does not convert to TFLite: {_first_line(exc)}"
     height, width = lite.task.model.input_size[:2]
     return True, (f"float32, input [1, {height}, {width}, 3] normalised and padded as README.md says, "
                   "non-max suppression by TFLite's detection op")
 
 
-def run_verify(folder: Path, records: list[Path], samples: int, tflite: Path | None) -> dict:
-    """Run ``pipeline.verify`` in a fresh process: only what was written to disk can pass."""
+def start_verify(folder: Path, records: list[Path], samples: int, errors: Path) -> subprocess.Popen:
+    """Start ``pipeline.verify`` in a fresh process: only what was written to disk can pass."""
     command = [sys.executable, "-m", "pipeline.verify", str(folder), *map(str, records), "--samples", str(samples)]
-    if tflite:
-        command += ["--tflite", str(tflite)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-5:])
-        raise ExportError(f"The exported model failed its check in a fresh process (exit {result.returncode}): "
+    with errors.open("wb") as stderr:  # a file, not a pipe: TensorFlow's chatter must never block the check
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+                                text=True, cwd=PROJECT_ROOT)
+
+
+def finish_verify(process: subprocess.Popen, errors: Path) -> dict:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        tail = "\n".join(errors.read_text(errors="replace").strip().splitlines()[-5:])
+        raise ExportError(f"The exported model failed its check in a fresh process (exit {process.returncode}): "
                           f"{tail}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def _check_agreement(chosen: Checkpoint, checked: dict) -> None:
-    for key in COMPARED if chosen.training else ():
-        trained, exported = chosen.training.get(key), checked[key]
-        if trained is None or exported is None:
-            continue
-        if abs(trained - exported) > TOLERANCE:
-            raise ExportError(
-                f"The exported model does not reproduce training: {key} {exported:.3f} on the validation images "
-                f"against {trained:.3f} when training evaluated step {chosen.step} (tolerance {TOLERANCE}). "
-                "The archive was not written; report this with the job folder.",
-                details={"metric": key, "export": exported, "training": trained, "tolerance": TOLERANCE})
-        log.info("%s: training %.4f, export %.4f", key, trained, exported)
+def _first_line(exc: BaseException) -> str:
+    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
-def _check_tflite(checked: dict, path: Path, note: str) -> tuple[bool, str]:
-    lite = checked["tflite"]
-    gaps = {key: abs(lite[key] - checked[key]) for key in COMPARED if lite[key] is not None and checked[key] is not None}
-    bad = {key: gap for key, gap in gaps.items() if gap > TOLERANCE}
-    if bad:
+def check_agreement(chosen: Checkpoint, checked: dict, tolerance: float) -> None:
+    trained, exported = chosen.training.get(COMPARED), checked[COMPARED]
+    if trained is None or exported is None:
+        return  # nothing to compare with: the report's checkpoint note says so
+    log.info("%s: training %.4f, export %.4f", COMPARED, trained, exported)
+    if abs(trained - exported) > tolerance:
+        raise ExportError(
+            f"The exported model does not reproduce training: {COMPARED} {exported:.3f} on the validation images "
+            f"against {trained:.3f} when training evaluated step {chosen.step} (tolerance {tolerance:.3f}). "
+            "The archive was not written; report this with the job folder.",
+            details={"metric": COMPARED, "export": exported, "training": trained, "tolerance": tolerance})
+
+
+def _check_tflite(checked: dict, path: Path, note: str, tolerance: float) -> tuple[bool, str]:
+    lite, saved = checked["tflite"][COMPARED], checked[COMPARED]
+    if lite is not None and saved is not None and abs(lite - saved) > tolerance:
         path.unlink()
-        key = next(iter(bad))
-        return False, (f"converted, but left out: its {key} {lite[key]:.3f} is not the SavedModel's "
-                       f"{checked[key]:.3f} (tolerance {TOLERANCE})")
-    return True, f"{note}; AP50 {lite['AP50']:.3f} on the validation images"
+        return False, (f"converted, but left out: its {COMPARED} {lite:.3f} is not the SavedModel's {saved:.3f} "
+                       f"(tolerance {tolerance:.3f})")
+    return True, note if lite is None else f"{note}; {COMPARED} {lite:.3f} on the validation images"
 
 
-def _metrics(chosen: Checkpoint, checked: dict, model: str) -> dict:
+def _metrics(chosen: Checkpoint, checked: dict, model: str, tolerance: float) -> dict:
     training = {key: chosen.training.get(key) for key in ("AP", "AP50", "AP75", "per_class_AP")}
     return {"model": model, "checkpoint": {"step": chosen.step, "source": chosen.source, "note": chosen.note},
             "training": training if chosen.training else None,
-            "export": {key: checked[key] for key in ("AP", "AP50", "AP75", "per_class_AP", "images",
+            "export": {key: checked[key] for key in ("AP", "AP50", "AP75", "per_class_AP", "images", "boxes",
                                                      "seconds_per_image")},
-            "tolerance": {"metrics": list(COMPARED), "max_difference": TOLERANCE},
+            "tolerance": {"metric": COMPARED, "max_difference": tolerance},
             "confusion": checked["confusion"], "tflite": checked["tflite"]}
 
 
@@ -260,10 +306,10 @@ import sys, numpy as np, tensorflow as tf
 from PIL import Image, ImageOps
 LABELS = {labels!r}
 model = tf.saved_model.load("saved_model")
-image = ImageOps.exif_transpose(Image.open(sys.argv[1])).convert("RGB")  # upright, as phones show it
-out = model.signatures["serving_default"](inputs=tf.constant(np.asarray(image)[None]))
-width, height = image.size
-for (ymin, xmin, ymax, xmax), score, cls in zip(out["detection_boxes"][0].numpy(), out["detection_scores"][0].numpy(), out["detection_classes"][0].numpy()):
-    if score >= 0.3:
-        print(LABELS.get(int(cls), int(cls)), round(float(score), 3), [round(xmin * width), round(ymin * height), round(xmax * width), round(ymax * height)])
+image = ImageOps.exif_transpose(Image.open(sys.argv[1])).convert("RGB")  # upright, as a phone shows it
+out = {{k: v[0].numpy() for k, v in model.signatures["serving_default"](inputs=tf.constant(np.asarray(image)[None])).items()}}
+w, h = image.size
+for (ymin, xmin, ymax, xmax), score, cls in zip(out["detection_boxes"], out["detection_scores"], out["detection_classes"]):
+    if score >= 0.3:  # boxes are 0..1 of the image: scale them to its pixels
+        print(LABELS.get(int(cls), int(cls)), round(float(score), 3), [round(xmin * w), round(ymin * h), round(xmax * w), round(ymax * h)])
 """

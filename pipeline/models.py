@@ -65,7 +65,7 @@ def get_model(name: str) -> ModelSpec:
 
 def recommend(labelled_images: int, hardware: Hardware) -> Recommendation:
     if not hardware.gpus:
-        return Recommendation("mobilenetv2-fpn", f"no GPU here ({hardware.device}): only a mobile model "
+        return Recommendation("mobilenetv2-fpn", f"no GPU here ({hardware.cpu_cores} CPU cores): only a mobile model "
                                                  "trains in minutes on a CPU")
     if hardware.gpu_memory_mb < SMALL_GPU_MB:
         return Recommendation("spinenet49-mobile", f"the GPU has {hardware.gpu_memory_mb // 1024} GB: a mobile "

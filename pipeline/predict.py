@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from .errors import UsageError
 from .images import to_rgb
 from .label_map import read_pbtxt
-from .preview import _label_box, class_color
+from .preview import label_box, class_color
 
 log = logging.getLogger(__name__)
 SAVED_MODEL = "saved_model"
@@ -151,7 +151,7 @@ def draw(image: Image.Image | Path, detections: list[Detection], out: Path) -> P
     canvas = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=max(12, min(picture.size) // 36))
     for detection in sorted(detections, key=lambda d: d.score):  # the best on top
-        _label_box(canvas, [v * zoom for v in detection.box], f"{detection.label} {detection.score:.2f}",
+        label_box(canvas, [v * zoom for v in detection.box], f"{detection.label} {detection.score:.2f}",
                    class_color(detection.label), font)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

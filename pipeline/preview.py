@@ -82,7 +82,7 @@ def _tile(source: Path, sample: Sample, kinds: list[str], font, label_of) -> Ima
         if name is not None:
             xy = [offset[0] + box.xmin * scale, offset[1] + box.ymin * scale,
                   offset[0] + box.xmax * scale, offset[1] + box.ymax * scale]
-            _label_box(draw, xy, name, class_color(name), font)
+            label_box(draw, xy, name, class_color(name), font)
     if kinds:
         draw.rectangle([0, 0, TILE - 1, TILE - 1], outline=PROBLEM_COLOR, width=5)
         _caption(draw, ", ".join(kinds), font)
@@ -98,7 +98,7 @@ def _left_out_tile(problem: Problem, font) -> Image.Image:
     return tile
 
 
-def _label_box(draw: ImageDraw.ImageDraw, xy, name: str, color, font) -> None:
+def label_box(draw: ImageDraw.ImageDraw, xy, name: str, color, font) -> None:
     draw.rectangle(xy, outline=color, width=2)
     text_box = draw.textbbox((xy[0], xy[1]), name, font=font)
     draw.rectangle(text_box, fill=color)

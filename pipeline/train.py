@@ -65,11 +65,12 @@ class Supervisor:
         while self.session.step < self.total:
             if self.stop_requested or self.job.stop_flag.exists():
                 return self._stop()
+            before = self.session.step
             step, loss = self._train_loop()
             if loss is None:
                 continue  # rolled back; the session restarted from the last good checkpoint
-            self._maybe_checkpoint(step)
-            if self._eval_due(step) and self._evaluate(step):
+            self._maybe_checkpoint(before, step)
+            if self._crossed(before, step, self.params.trainer.validation_interval) and self._evaluate(step):
                 return self._finish(step, reason="early stop: AP stopped improving")
             self._plots()
         return self._finish(self.session.step, reason="all steps done")
@@ -130,13 +131,13 @@ class Supervisor:
         self.events.emit("recovered", self.session.step, learning_rate=self.session.learning_rate,
                          batch_size=self.session.batch_size, message=message)
 
-    def _maybe_checkpoint(self, step: int) -> None:
-        if step % self.params.trainer.checkpoint_interval == 0 or step >= self.total:
-            if self.session.save_checkpoint():
-                self.events.emit("checkpoint", step, path=str(self.job.checkpoints))
+    def _maybe_checkpoint(self, before: int, step: int) -> None:
+        if self._crossed(before, step, self.params.trainer.checkpoint_interval) and self.session.save_checkpoint():
+            self.events.emit("checkpoint", step, path=str(self.job.checkpoints))
 
-    def _eval_due(self, step: int) -> bool:
-        return step % self.params.trainer.validation_interval == 0 or step >= self.total
+    def _crossed(self, before: int, step: int, interval: int) -> bool:
+        """Due when this loop passed a multiple of ``interval`` (loops need not line up with it), or at the end."""
+        return step >= self.total or step // max(1, interval) > before // max(1, interval)
 
     def _evaluate(self, step: int) -> bool:
         """Evaluate, keep the best; True when early stopping says to stop."""
@@ -147,6 +148,8 @@ class Supervisor:
                        for k, v in metrics.items() if (m := _PER_CLASS.match(k)) and m.group(1)}
         ap = float(metrics["AP"])
         best = self.session.keep_if_best(step, ap, metrics, per_class)
+        if best:
+            self.session.write_confusion(self.names)
         self.evals_without_gain = 0 if best else self.evals_without_gain + 1
         self.events.emit("eval", step, AP=round(ap, 4), AP50=round(float(metrics["AP50"]), 4),
                          AP75=round(float(metrics["AP75"]), 4), per_class_AP=per_class,

@@ -10,6 +10,7 @@ import copy
 import io
 import json
 import logging
+from pathlib import Path
 
 from .dataset import write_json
 from .errors import TrainingError
@@ -50,6 +51,7 @@ class Session:
             task = task_factory.get_task(self.params.task, logging_dir=str(self.job.root))
             self.trainer = train_utils.create_trainer(self.params, task, train=True, evaluate=True)
         use_per_class_evaluator(task)
+        self.task = task
         self.manager = tf.train.CheckpointManager(self.trainer.checkpoint, str(self.job.checkpoints),
                                                   max_to_keep=KEEP_CHECKPOINTS, step_counter=self.trainer.global_step)
         self.best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.trainer.model),
@@ -102,11 +104,16 @@ class Session:
             return False
         if not self._finite():
             return False
-        path = self.best_manager.save(checkpoint_number=step)
+        path = str(Path(self.best_manager.save(checkpoint_number=step)).absolute())
         write_json(self.job.best_json, {"step": step, "AP": ap, "AP50": metrics.get("AP50"),
                                         "AP75": metrics.get("AP75"), "per_class_AP": per_class,
                                         "checkpoint": path})
         return True
+
+    def write_confusion(self, names: dict) -> None:
+        from .coco_metrics import write_confusion
+
+        write_confusion(self.task.coco_metric, self.params.task.model.num_classes, names, self.job)
 
     @property
     def best(self) -> dict:

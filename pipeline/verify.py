@@ -3,8 +3,8 @@
 ``python -m pipeline.verify FOLDER RECORD...`` loads ``FOLDER/saved_model`` fresh
 (nothing from the exporting process can leak in), runs it through
 ``predict.detect`` on every validation image, and prints one JSON line: COCO AP
-against the records' boxes, the confusion matrix, sample drawings and, when given,
-the TFLite model's AP on the same images.
+against the records' boxes, the confusion matrix and sample drawings. A TFLite
+model is measured the same way by ``evaluate_tflite``.
 """
 from __future__ import annotations
 
@@ -21,22 +21,19 @@ from .evaluate import ImageBoxes, coco_ap, confusion_matrix
 from .predict import DEFAULT_THRESHOLD, detect, draw, load_model
 from .tfrecord import iter_records
 
-log = logging.getLogger(__name__)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.verify", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="holds saved_model/ and label_map.pbtxt")
     parser.add_argument("records", type=Path, nargs="+", help="validation TFRecords")
     parser.add_argument("--samples", type=int, default=4, help="validation images to draw")
-    parser.add_argument("--tflite", type=Path, help="a TFLite model to evaluate on the same images")
     parser.add_argument("--iou", type=float, default=0.5)
     parser.add_argument("--score", type=float, default=DEFAULT_THRESHOLD,
                         help="lowest score counted in the confusion matrix (default: what `predict` shows)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        result = verify(args.folder, args.records, args.samples, args.tflite, args.iou, args.score)
+        result = verify(args.folder, args.records, args.samples, args.iou, args.score)
     except PipelineError as error:
         print(error, file=sys.stderr)
         return 1
@@ -44,11 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def verify(folder: Path, records: list[Path], samples: int = 4, tflite: Path | None = None,
-           iou: float = 0.5, score: float = DEFAULT_THRESHOLD) -> dict:
+def verify(folder: Path, records: list[Path], samples: int = 4, iou: float = 0.5,
+           score: float = DEFAULT_THRESHOLD) -> dict:
     model = load_model(folder)
-    lite = _TfliteRunner(tflite) if tflite else None
-    truths, found, lite_found, drawn, seconds = [], [], [], [], 0.0
+    truths, found, drawn, seconds = [], [], [], 0.0
     for source_id, image, truth in read_examples(records):
         start = time.perf_counter()
         detections = detect(model, image, threshold=0.0)  # every box the model keeps, as COCO AP wants
@@ -56,8 +52,6 @@ def verify(folder: Path, records: list[Path], samples: int = 4, tflite: Path | N
         truths.append(truth)
         found.append(ImageBoxes(boxes=tuple(d.box for d in detections), classes=tuple(d.class_id for d in detections),
                                 scores=tuple(d.score for d in detections)))
-        if lite:
-            lite_found.append(lite(image))
         if len(drawn) < samples:
             shown = [d for d in detections if d.score >= DEFAULT_THRESHOLD]
             drawn.append(str(draw(image, shown, folder / "samples" / f"{source_id}.png")))
@@ -65,13 +59,19 @@ def verify(folder: Path, records: list[Path], samples: int = 4, tflite: Path | N
         raise ExportError("The validation records hold no images to check the export on.")
     matrix = confusion_matrix(truths, found, max(model.names) + 1, iou=iou, score=score, class_names=model.names)
     matrix.write_png(folder / "confusion.png")
-    result = coco_ap(truths, found, model.names) | {
-        "images": len(truths), "seconds_per_image": round(seconds / len(truths), 4),
-        "confusion": matrix.to_json(), "samples": drawn, "tflite": None}
-    if lite:
-        result["tflite"] = coco_ap(truths, lite_found, model.names) | {
-            "seconds_per_image": round(lite.seconds / len(truths), 4)}
-    return result
+    return coco_ap(truths, found, model.names) | {
+        "images": len(truths), "boxes": sum(len(t.boxes) for t in truths),
+        "seconds_per_image": round(seconds / len(truths), 4), "confusion": matrix.to_json(), "samples": drawn}
+
+
+def evaluate_tflite(path: Path, records: list[Path], names: dict[int, str]) -> dict:
+    """COCO AP of a TFLite model on the records' images, as ``verify`` measures the SavedModel."""
+    lite = _TfliteRunner(path)
+    truths, found = [], []
+    for _, image, truth in read_examples(records):
+        truths.append(truth)
+        found.append(lite(image))
+    return coco_ap(truths, found, names) | {"seconds_per_image": round(lite.seconds / max(len(truths), 1), 4)}
 
 
 def read_examples(records: list[Path]) -> Iterator[tuple[str, object, ImageBoxes]]:
@@ -87,7 +87,8 @@ def read_examples(records: list[Path]) -> Iterator[tuple[str, object, ImageBoxes
             with Image.open(io.BytesIO(feature["image/encoded"].bytes_list.value[0])) as image:
                 image = image.convert("RGB")  # records hold upright RGB JPEG/PNG already
             width, height = image.size
-            box = {key: feature[f"image/object/bbox/{key}"].float_list.value for key in ("xmin", "ymin", "xmax", "ymax")}
+            box = {key: feature[f"image/object/bbox/{key}"].float_list.value
+                   for key in ("xmin", "ymin", "xmax", "ymax")}
             truth = ImageBoxes(boxes=tuple((x0 * width, y0 * height, x1 * width, y1 * height) for x0, y0, x1, y1
                                            in zip(box["xmin"], box["ymin"], box["xmax"], box["ymax"])),
                                classes=tuple(int(c) for c in feature["image/object/class/label"].int64_list.value))

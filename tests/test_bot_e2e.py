@@ -59,6 +59,17 @@ def bot(tg, tmp_path):
     tg.wait_until_polling()
     yield process
     process.stop()
+    kill_trainers(tmp_path / "data")
+
+
+def kill_trainers(data_dir: Path) -> None:
+    """Trainers outlive the bot on purpose; a test must not leave them running."""
+    from pipeline.jobs import JobPaths, running_pid
+
+    for pid_file in data_dir.rglob("train.pid"):
+        pid = running_pid(JobPaths(pid_file.parent))
+        if pid:
+            os.kill(pid, signal.SIGKILL)
 
 
 def shapes_zip(tmp_path: Path, images: int = 40) -> bytes:
@@ -152,6 +163,22 @@ def test_training_progress_plot_and_archive(tg, bot, tmp_path):
     assert "label_map.pbtxt" in names and any(n.startswith("saved_model/") for n in names)
     model = tf.saved_model.load(str(tmp_path / "model" / "saved_model"))
     assert model.signatures["serving_default"] is not None
+    say(tg, ann, "/predict", "Send a photo")
+    mark = tg.mark()
+    ann.send_photo(_photo())
+    drawn = tg.wait_for(lambda m: m["kind"] == "photo" and m.get("caption") is not None and "AP" not in text_of(m),
+                        chat_id=ANN, since=mark, timeout=180)
+    assert drawn["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _photo() -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (320, 240), (120, 140, 160))
+    ImageDraw.Draw(image).ellipse((100, 60, 200, 160), fill=(220, 50, 40))
+    out = io.BytesIO()
+    image.save(out, "JPEG")
+    return out.getvalue()
 
 
 def upload(tg, user, tmp_path: Path, images: int = 24) -> None:

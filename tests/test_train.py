@@ -62,7 +62,7 @@ def trained_job(workspace, tmp_path_factory) -> Path:
     return job
 
 
-def test_short_run_writes_events_checkpoints_metrics_and_plots(trained_job, capsys):
+def test_short_run_writes_events_checkpoints_metrics_and_plots(trained_job, workspace, capsys):
     events = read_events(trained_job / "events.jsonl")
     assert events[0]["event"] == "started" and events[0]["resumed"] is False
     assert events[-1]["event"] == "finished" and events[-1]["step"] == 10
@@ -77,7 +77,12 @@ def test_short_run_writes_events_checkpoints_metrics_and_plots(trained_job, caps
     for plot in ("loss.png", "ap.png"):
         assert (trained_job / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "train_steps: 10" in (trained_job / "params.yaml").read_text()
-    assert json.loads((trained_job / "best.json").read_text())["step"] == 10
+    best = json.loads((trained_job / "best.json").read_text())
+    assert best["step"] == 10 and Path(best["checkpoint"]).is_absolute()
+    confusion = json.loads((trained_job / "confusion.json").read_text())
+    assert confusion["rows"] == ["circle", "square", "triangle", "background"]
+    val_boxes = json.loads((workspace / "summary.json").read_text())["splits"]["val"]["boxes"]
+    assert sum(map(sum, confusion["counts"][:3])) == val_boxes  # every true box: matched or missed
     assert main(["status", str(trained_job), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["state"] == "finished" and status["running"] is False

@@ -1,0 +1,213 @@
+"""Export and predict on a real (short) training job: archive, checks, TFLite, pixels, EXIF."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from pipeline import steps
+from pipeline.cli import main
+from pipeline.errors import ExportError, UsageError
+from pipeline.evaluate import ImageBoxes, coco_ap, confusion_matrix
+from pipeline.export import TOLERANCE, check_agreement, choose_checkpoint, export_job
+from pipeline.jobs import JobPaths
+from pipeline.predict import extract, predict
+from pipeline.synthetic import SyntheticSpec, make_voc_zip
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+NAMES = {1: "circle", 2: "square", 3: "triangle"}
+# Short enough for the suite, long enough that the detector finds the big shapes (AP50 ~0.6).
+TRAIN = ["--model", "mobilenetv2-fpn", "--steps", "200", "--batch-size", "4", "--no-pretrained"]
+OVERRIDES = ["trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.06",
+             "trainer.validation_interval=1000", "trainer.checkpoint_interval=1000"]
+CIRCLE = (250, 70, 370, 190)  # in a 480 x 300 image: wider than the square model input
+EXPECTED_FILES = {"saved_model/saved_model.pb", "label_map.pbtxt", "params.yaml", "metrics.json",
+                  "confusion.png", "README.md", "model.tflite"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    dataset = make_voc_zip(root / "shapes.zip", SyntheticSpec(images=100, seed=1))
+    steps.prepare(dataset, root / "ws", steps.PrepareOptions(val_ratio=0.2))
+    assert main(["train", str(root / "ws"), *OVERRIDES, *TRAIN, "--job-dir", str(root / "job")]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    return export_job(trained / "job", trained / "out" / "model.zip")
+
+
+def circle_image(size=(480, 300)) -> Image.Image:
+    image = Image.new("RGB", size, (150, 140, 120))
+    ImageDraw.Draw(image).ellipse(CIRCLE, fill=(220, 50, 40))
+    return image
+
+
+def iou(a, b) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_archive_holds_a_model_that_reproduces_training(trained, exported):
+    job = JobPaths(trained / "job")
+    best = json.loads(job.best_json.read_text())
+    with zipfile.ZipFile(exported.archive) as archive:
+        names = set(archive.namelist())
+        metrics = json.loads(archive.read("metrics.json"))
+    assert EXPECTED_FILES <= names
+    assert {n for n in names if n.startswith("samples/")} == {f"samples/{p.name}" for p in exported.samples}
+    assert len(exported.samples) == 4 and all(p.parent == job.root / "samples" for p in exported.samples)
+    assert exported.checkpoint.source == "best" and exported.checkpoint.step == best["step"] == 200
+    assert exported.training_ap50 == best["AP50"] == metrics["training"]["AP50"]
+    assert metrics["export"]["AP50"] == exported.export_ap50 > 0.3  # it learned, and the export kept it
+    assert abs(metrics["export"]["AP50"] - best["AP50"]) <= exported.tolerance == TOLERANCE
+    assert abs(metrics["export"]["AP"] - best["AP"]) <= 0.1  # not gated (noisy at IoU 0.95), but close
+    assert set(exported.per_class_ap) == set(NAMES.values())
+    assert json.loads(job.confusion.read_text()) == metrics["confusion"]
+    assert job.confusion.with_suffix(".png").stat().st_size > 5_000
+    # Every validation box is in its class's row once: found, confused or missed.
+    val = json.loads((trained / "ws" / "summary.json").read_text())["splits"]["val"]
+    rows = dict(zip(metrics["confusion"]["rows"], map(sum, metrics["confusion"]["counts"])))
+    assert {name: rows[name] for name in NAMES.values()} == val["classes"]
+    assert exported.archive_bytes == exported.archive.stat().st_size
+    assert not list(exported.archive.parent.glob(".model-*")) and not list(exported.archive.parent.glob("*.tmp"))
+
+
+def test_readme_snippet_runs_in_a_fresh_process(exported, tmp_path):
+    folder = extract(exported.archive)
+    snippet = re.search(r"```python\n(.*?)```", (folder / "README.md").read_text(), re.S).group(1)
+    assert len(snippet.strip().splitlines()) <= 10
+    (tmp_path / "snippet.py").write_text(snippet)
+    circle_image().save(tmp_path / "photo.jpg", quality=95)
+    result = subprocess.run([sys.executable, str(tmp_path / "snippet.py"), str(tmp_path / "photo.jpg")],
+                            cwd=folder, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = [line.split(" ", 2) for line in result.stdout.strip().splitlines()]
+    expected = predict(exported.archive, tmp_path / "photo.jpg")
+    assert len(printed) == len(expected) > 0
+    for (label, score, box), detection in zip(printed, expected):
+        assert label == detection.label and abs(float(score) - detection.score) < 2e-3
+        assert all(abs(a - b) <= 1 for a, b in zip(json.loads(box), detection.box))
+
+
+def test_predict_gives_boxes_in_the_pixels_of_the_upright_image(exported, tmp_path, capsys):
+    upright = circle_image()
+    upright.save(tmp_path / "wide.jpg", quality=95)
+    code = main(["predict", str(exported.archive), str(tmp_path / "wide.jpg"), "--out", str(tmp_path / "wide.png"),
+                 "--json"])
+    found = json.loads(capsys.readouterr().out)
+    assert code == 0 and found
+    for detection in found:
+        assert set(detection) == {"label", "score", "box"} and detection["label"] in NAMES.values()
+        xmin, ymin, xmax, ymax = detection["box"]
+        assert 0 <= xmin < xmax <= 480 and 0 <= ymin < ymax <= 300 and 0.3 <= detection["score"] <= 1
+    best = found[0]
+    assert best["label"] == "circle" and iou(best["box"], CIRCLE) > 0.5, found
+    with Image.open(tmp_path / "wide.png") as drawn:
+        assert drawn.width * 300 == drawn.height * 480
+    # A phone stores the picture sideways and says so in EXIF: the boxes must still fit the upright view.
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", quality=95, exif=exif.tobytes())
+    sideways = predict(exported.archive, tmp_path / "phone.jpg")
+    assert sideways[0].label == "circle" and iou(sideways[0].box, best["box"]) > 0.9
+
+
+def test_archive_is_unpacked_once(exported):
+    first = extract(exported.archive)
+    marker = first / "saved_model" / "saved_model.pb"
+    stamp = marker.stat().st_mtime_ns
+    assert extract(exported.archive) == first and marker.stat().st_mtime_ns == stamp
+    assert [p.name for p in first.parent.iterdir()] == [first.name]
+
+
+def test_a_zip_that_is_no_model_archive_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        archive.writestr("cat.jpg", b"not really")
+    with pytest.raises(UsageError, match="not a detbot model archive"):
+        extract(tmp_path / "photos.zip")
+    assert list((tmp_path / "photos.zip.cache").iterdir()) == []
+
+
+def test_tflite_converts_for_mobilenetv2_fpn_and_matches(exported):
+    import tensorflow as tf
+
+    assert exported.tflite, exported.tflite_note
+    folder = extract(exported.archive)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert abs(metrics["tflite"]["AP50"] - metrics["export"]["AP50"]) <= exported.tolerance
+    interpreter = tf.lite.Interpreter(model_path=str(folder / "model.tflite"))
+    assert list(interpreter.get_input_details()[0]["shape"]) == [1, 256, 256, 3]
+    assert "model.tflite" in (folder / "README.md").read_text()
+
+
+def test_a_gap_to_training_refuses_the_export(exported):
+    shifted = replace(exported.checkpoint, training=exported.checkpoint.training | {"AP50": exported.export_ap50 + 0.2})
+    checked = {"AP": exported.export_ap, "AP50": exported.export_ap50}
+    check_agreement(exported.checkpoint, checked, exported.tolerance)
+    with pytest.raises(ExportError) as error:
+        check_agreement(shifted, checked, exported.tolerance)
+    assert f"{exported.export_ap50:.3f}" in str(error.value) and f"{exported.export_ap50 + 0.2:.3f}" in str(error.value)
+
+
+def test_job_without_checkpoints_says_train_first(trained, tmp_path, capsys):
+    job = tmp_path / "fresh"
+    job.mkdir()
+    for name in ("job.json", "params.yaml", "label_map.pbtxt"):
+        shutil.copy(trained / "job" / name, job / name)
+    code = main(["export", str(job), "--out", str(tmp_path / "model.zip"), "--json"])
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert code == 1 and error["kind"] == "export_error"
+    assert "no checkpoint" in error["message"] and "train" in error["message"]
+    assert not (tmp_path / "model.zip").exists()
+    shutil.copytree(trained / "job" / "checkpoints", job / "checkpoints")  # trained, but never evaluated
+    chosen = choose_checkpoint(JobPaths(job), json.loads((job / "job.json").read_text()))
+    assert chosen.source == "latest" and chosen.step == 200 and chosen.training == {}
+    assert "latest" in chosen.note and chosen.prefix.startswith(str(job / "checkpoints"))
+
+
+def test_coco_ap_and_confusion_matrix_on_hand_made_boxes():
+    truth = [ImageBoxes(boxes=((10, 10, 50, 50), (60, 60, 120, 100)), classes=(1, 2)),
+             ImageBoxes(boxes=((0, 0, 30, 40),), classes=(3,))]
+    perfect = [replace(t, scores=(0.9,) * len(t.boxes)) for t in truth]
+    ap = coco_ap(truth, perfect, NAMES)
+    assert [ap["AP"], ap["AP50"], ap["AP75"], *ap["per_class_AP"].values()] == pytest.approx([1.0] * 6)
+    matrix = confusion_matrix(truth, perfect, 4, class_names=NAMES)
+    assert matrix.counts == ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 0))
+
+    swapped = [ImageBoxes(boxes=((11, 11, 50, 50), (60, 60, 120, 100)), classes=(2, 2), scores=(0.8, 0.9)),
+               ImageBoxes(boxes=((200, 200, 240, 240),), classes=(3,), scores=(0.7,))]
+    matrix = confusion_matrix(truth, swapped, 4, class_names=NAMES)
+    assert matrix.rows == ("circle", "square", "triangle", "background")
+    assert matrix.columns == ("circle", "square", "triangle", "missed")
+    assert matrix.counts[0] == (0, 1, 0, 0)  # the circle was called a square
+    assert matrix.counts[1] == (0, 1, 0, 0)
+    assert matrix.counts[2] == (0, 0, 0, 1)  # the triangle was missed ...
+    assert matrix.counts[3] == (0, 0, 1, 0)  # ... and a triangle found where there is none
+    ap = coco_ap(truth, swapped, NAMES)
+    assert ap["per_class_AP"] == pytest.approx({"circle": 0.0, "square": 1.0, "triangle": 0.0})
+    low = confusion_matrix(truth, swapped, 4, score=0.85)
+    assert low.counts[0] == (0, 0, 0, 1) and low.names == ("1", "2", "3")
+
+    empty = coco_ap(truth, [ImageBoxes(), ImageBoxes()], NAMES)
+    assert empty["AP50"] == 0.0 and empty["per_class_AP"]["square"] == 0.0
+
+
+def test_confusion_matrix_png(tmp_path):
+    truth = [ImageBoxes(boxes=((10, 10, 50, 50),), classes=(1,))]
+    matrix = confusion_matrix(truth, [replace(truth[0], scores=(0.9,))], 3, class_names={1: "a", 2: "b"})
+    path = matrix.write_png(tmp_path / "confusion.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 200
+    assert matrix.to_json()["counts"] == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
