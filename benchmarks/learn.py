@@ -40,6 +40,7 @@ def main() -> int:
     args = parser.parse_args()
     target, budget, train_args = TARGETS[args.dataset]
     work = args.workdir or Path(tempfile.mkdtemp(prefix=f"learn-{args.dataset}-"))
+    work.mkdir(parents=True, exist_ok=True)
     workspace = _workspace(args, work)
     job = JobPaths(work / f"job-{int(time.time())}")
     started = time.monotonic()
@@ -106,8 +107,9 @@ def _export(job: JobPaths, work: Path) -> None:
         print(f"export failed: {out.stdout[-800:]}")
         return
     report = json.loads(out.stdout)
-    print(f"\nexport: training AP {report.get('training_AP')} / AP50 {report.get('training_AP50')}; "
-          f"exported model AP {report.get('export_AP')} / AP50 {report.get('export_AP50')}")
+    print(f"\nexport: training AP {report['training_ap']:.3f} / AP50 {report['training_ap50']:.3f}; exported "
+          f"model AP {report['export_ap']:.3f} / AP50 {report['export_ap50']:.3f} (tolerance "
+          f"{report['tolerance']:.3f}); TFLite: {report['tflite']} ({report['tflite_note']}); {report['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ class DatasetService:
         return self.store.dataset(user_id, user.current_dataset_id)
 
     async def split(self, user_id: int, val_ratio: float, seed: int) -> dict:
-        dataset = self._ready(user_id)
+        dataset = self.ready(user_id)
         report = await asyncio.to_thread(self._resplit, dataset, val_ratio, seed)
         return report
 
@@ -79,7 +79,7 @@ class DatasetService:
         return report.to_json()
 
     async def labels(self, user_id: int, rename=(), merge=(), drop=()) -> tuple[list[dict], list[dict]]:
-        dataset = self._ready(user_id)
+        dataset = self.ready(user_id)
         return await asyncio.to_thread(self._relabel, dataset, rename, merge, drop)
 
     def _relabel(self, dataset: Dataset, rename, merge, drop) -> tuple[list[dict], list[dict]]:
@@ -98,7 +98,7 @@ class DatasetService:
         summary["warnings"] = list(split_report.warnings)
         self.store.finish_dataset(dataset.id, summary, _size(ws.root))
 
-    def _ready(self, user_id: int) -> Dataset:
+    def ready(self, user_id: int) -> Dataset:
         dataset = self.current(user_id)
         if not dataset.ready:
             raise DatasetError(f"Dataset {dataset.id} is {dataset.status}; wait for its report or send another zip.")

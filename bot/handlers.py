@@ -134,7 +134,7 @@ async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc, user_id = services(context), update.effective_user.id
-    dataset = svc.datasets._ready(user_id)
+    dataset = svc.datasets.ready(user_id)
     user = svc.datasets.store.get_user(user_id)
     name = user.chosen_model or recommend(dataset.summary.get("labelled_images", 0), detect_hardware()).name
     request = parse_train_args(context.args or [], name)

@@ -173,10 +173,6 @@ class TrainingService:
         return texts.status(job.id, job.model, job.status, progress.payload if progress else None,
                             evaluation.payload if evaluation else None, self.store.queue_position(job.id))
 
-    def reattach(self) -> list[Job]:
-        """On start: jobs that were running go on being watched; poll() marks dead ones interrupted."""
-        return self.store.active_jobs()
-
     async def export(self, job: Job) -> Path:
         archive = job.job_dir / f"model-{job.id}.zip"
         out = await _run_cli(["export", str(job.job_dir), "--out", str(archive), "--json"])

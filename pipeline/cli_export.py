@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import tables
-from .export import export_job
 from .predict import DEFAULT_THRESHOLD, detect, draw, extract, load_model, open_upright
 
 
@@ -27,6 +26,8 @@ def add_commands(sub, common) -> None:
 
 
 def _export(args):
+    from .export import export_job  # numpy and the evaluator: only for this command
+
     report = export_job(args.job_dir, args.out, tflite=not args.no_tflite, samples=args.samples)
     payload = report.to_json()
     rows = [["training (validation)", _num(report.training_ap), _num(report.training_ap50)],

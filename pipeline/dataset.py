@@ -75,5 +75,6 @@ def samples_from_json(rows: list[dict]) -> list[Sample]:
 def write_json(path: Path, payload) -> None:
     """Write atomically so a crash never leaves half a file that a later step trusts."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as stream:  # streamed: a big index never sits in memory as one string
+        json.dump(payload, stream, indent=1, ensure_ascii=False)
     tmp.replace(path)
