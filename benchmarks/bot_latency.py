@@ -41,8 +41,9 @@ def main() -> int:
     (work / "data").mkdir()
     big = make_voc_zip(work / "big.zip", SyntheticSpec(images=args.check_images, size=(640, 480), size_jitter=0.25,
                                                        photo_like=True))
-    with FakeTelegram(DEFAULT_TOKEN) as tg:
-        bot = BotProcess(tg, work / "data")
+    # A self-hosted-sized limit, so the big dataset is downloaded and checked, not refused.
+    with FakeTelegram(DEFAULT_TOKEN, download_limit=2000 * 2**20) as tg:
+        bot = BotProcess(tg, work / "data", DETBOT_DOWNLOAD_LIMIT_MB=2000)
         try:
             tg.wait_until_polling()
             ann, bob = tg.user(ANN, "Ann"), tg.user(BOB, "Bob")
