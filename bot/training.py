@@ -140,7 +140,11 @@ class TrainingService:
         if kind == "eval" and job_paths.loss_plot.exists():
             caption = f"Job {job.id}, step {step}: AP {event['AP']:.3f}, AP50 {event['AP50']:.3f}"
             self.store.update_job(job.id, last_plot_step=step)
-            return [Outgoing("photo", job, caption, job_paths.loss_plot)]
+            out = [Outgoing("photo", job, caption, job_paths.loss_plot)]
+            if job_paths.detections.exists():
+                out.append(Outgoing("photo", job, f"Job {job.id}, step {step}: detections on validation images",
+                                    job_paths.detections))
+            return out
         if kind == "progress" and self._plot_due(job, event):
             self.store.update_job(job.id, last_plot_step=step)
             return [Outgoing("photo", job, f"Job {job.id}: loss at step {step}", job_paths.loss_plot)]

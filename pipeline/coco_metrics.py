@@ -7,6 +7,7 @@ numbers are in ``eval['precision']`` all the same.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from official.vision.evaluation import coco_evaluator
@@ -32,6 +33,7 @@ class PerClassCOCOEvaluator(coco_evaluator.COCOEvaluator):
     def evaluate(self):
         # The predictions are gone once result() resets; keep what a confusion matrix needs.
         self.last_boxes = _image_boxes(self._groundtruths, self._predictions)
+        self.last_source_ids = [int(i) for batch in self._groundtruths.get("source_id", []) for i in batch]
         return super().evaluate()
 
 
@@ -53,6 +55,21 @@ def _boxes(yxyx: np.ndarray, classes: np.ndarray, scores: np.ndarray | None = No
     return ImageBoxes(boxes=tuple((float(b[1]), float(b[0]), float(b[3]), float(b[2])) for b in yxyx),
                       classes=tuple(int(c) for c in classes),
                       scores=() if scores is None else tuple(float(s) for s in scores))
+
+
+def write_detections(evaluator: PerClassCOCOEvaluator, workspace: Path, names: dict, out: Path,
+                     count: int = 4, threshold: float = 0.3) -> Path | None:
+    """The last evaluation's detections drawn on a few validation images, for the user to look at."""
+    from .preview import draw_detections
+    from .workspace import Workspace
+
+    _, found = getattr(evaluator, "last_boxes", ([], []))
+    ids = getattr(evaluator, "last_source_ids", [])
+    if not found:
+        return None
+    samples = {sample.id: sample for sample in Workspace(workspace).load_samples()}
+    chosen = [(samples[i], boxes) for i, boxes in zip(ids, found) if i in samples][:count]
+    return draw_detections(Workspace(workspace).source, chosen, names, threshold, out)
 
 
 def write_confusion(evaluator: PerClassCOCOEvaluator, num_classes: int, names: dict, job) -> None:

@@ -35,6 +35,7 @@ class JobPaths:
     loss_plot = property(lambda self: self.root / "loss.png")
     ap_plot = property(lambda self: self.root / "ap.png")
     confusion = property(lambda self: self.root / "confusion.json")
+    detections = property(lambda self: self.root / "detections.jpg")
 
 
 @dataclass(frozen=True)

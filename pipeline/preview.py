@@ -68,6 +68,19 @@ def _choose(samples: Sequence[Sample], notes: dict[str, list[str]], room: int) -
 
 
 def _tile(source: Path, sample: Sample, kinds: list[str], font, label_of) -> Image.Image:
+    tile, draw, place = _canvas(source, sample)
+    for box in sample.boxes:
+        name = label_of(box.label)
+        if name is not None:
+            label_box(draw, place((box.xmin, box.ymin, box.xmax, box.ymax)), name, class_color(name), font)
+    if kinds:
+        draw.rectangle([0, 0, TILE - 1, TILE - 1], outline=PROBLEM_COLOR, width=5)
+        _caption(draw, ", ".join(kinds), font)
+    return tile
+
+
+def _canvas(source: Path, sample: Sample):
+    """A tile showing the sample as the records hold it, and a function placing pixel boxes on it."""
     with Image.open(io.BytesIO(record_image_bytes(source / sample.image, sample.transform))) as image:
         image.draft("RGB", (TILE, TILE))  # the records' pixels, decoded small for speed
         image = to_rgb(image)
@@ -76,17 +89,28 @@ def _tile(source: Path, sample: Sample, kinds: list[str], font, label_of) -> Ima
     tile = Image.new("RGB", (TILE, TILE), BACKGROUND)
     offset = ((TILE - image.width) // 2, (TILE - image.height) // 2)
     tile.paste(image, offset)
-    draw = ImageDraw.Draw(tile)
-    for box in sample.boxes:
-        name = label_of(box.label)
-        if name is not None:
-            xy = [offset[0] + box.xmin * scale, offset[1] + box.ymin * scale,
-                  offset[0] + box.xmax * scale, offset[1] + box.ymax * scale]
-            label_box(draw, xy, name, class_color(name), font)
-    if kinds:
-        draw.rectangle([0, 0, TILE - 1, TILE - 1], outline=PROBLEM_COLOR, width=5)
-        _caption(draw, ", ".join(kinds), font)
-    return tile
+
+    def place(box):
+        return [offset[0] + box[0] * scale, offset[1] + box[1] * scale,
+                offset[0] + box[2] * scale, offset[1] + box[3] * scale]
+    return tile, ImageDraw.Draw(tile), place
+
+
+def draw_detections(source: Path, chosen, names: dict, threshold: float, out: Path) -> Path:
+    """Validation images with a model's detections (``ImageBoxes`` in pixels) drawn, in one row."""
+    font = ImageFont.load_default(size=14)
+    sheet = Image.new("RGB", (max(1, len(chosen)) * TILE, TILE), BACKGROUND)
+    for index, (sample, found) in enumerate(chosen):
+        tile, draw, place = _canvas(source, sample)
+        for box, class_id, score in zip(found.boxes, found.classes, found.scores):
+            if score >= threshold:
+                name = names.get(class_id, str(class_id))
+                label_box(draw, place(box), f"{name} {score:.2f}", class_color(name), font)
+        sheet.paste(tile, (index * TILE, 0))
+    tmp = out.with_name(out.name + ".tmp")
+    sheet.save(tmp, "JPEG", quality=85)
+    tmp.replace(out)
+    return out
 
 
 def _left_out_tile(problem: Problem, font) -> Image.Image:

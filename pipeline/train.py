@@ -150,6 +150,7 @@ class Supervisor:
         best = self.session.keep_if_best(step, ap, metrics, per_class)
         if best:
             self.session.write_confusion(self.names)
+        self.session.write_detections(Path(self.meta["workspace"]), self.names)
         self.evals_without_gain = 0 if best else self.evals_without_gain + 1
         self.events.emit("eval", step, AP=round(ap, 4), AP50=round(float(metrics["AP50"]), 4),
                          AP75=round(float(metrics["AP75"]), 4), per_class_AP=per_class,

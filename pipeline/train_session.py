@@ -115,6 +115,11 @@ class Session:
 
         write_confusion(self.task.coco_metric, self.params.task.model.num_classes, names, self.job)
 
+    def write_detections(self, workspace: Path, names: dict) -> Path | None:
+        from .coco_metrics import write_detections
+
+        return write_detections(self.task.coco_metric, workspace, names, self.job.detections)
+
     @property
     def best(self) -> dict:
         return json.loads(self.job.best_json.read_text()) if self.job.best_json.exists() else {}

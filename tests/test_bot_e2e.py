@@ -155,6 +155,7 @@ def test_training_progress_plot_and_archive(tg, bot, tmp_path):
     ann.press(card, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     tg.wait_for(lambda m: "step 5/10" in text_of(m), chat_id=ANN, since=mark, timeout=180)
     tg.wait_for(lambda m: m["kind"] == "photo" and "AP50" in text_of(m), chat_id=ANN, since=mark, timeout=180)
+    tg.wait_for(lambda m: m["kind"] == "photo" and "detections" in text_of(m), chat_id=ANN, since=mark, timeout=60)
     tg.wait_for(lambda m: "finished" in text_of(m), chat_id=ANN, since=mark, timeout=180)
     archive = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=600)
     with zipfile.ZipFile(io.BytesIO(archive["bytes"])) as zf:

@@ -76,6 +76,10 @@ def test_short_run_writes_events_checkpoints_metrics_and_plots(trained_job, work
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [5, 10]
     for plot in ("loss.png", "ap.png"):
         assert (trained_job / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(trained_job / "detections.jpg") as sheet:  # validation images with the model's boxes
+        assert sheet.format == "JPEG" and sheet.size[1] == 320 and sheet.size[0] in (320, 640, 960, 1280)
     assert "train_steps: 10" in (trained_job / "params.yaml").read_text()
     best = json.loads((trained_job / "best.json").read_text())
     assert best["step"] == 10 and Path(best["checkpoint"]).is_absolute()
