@@ -249,3 +249,35 @@ def test_kangaroo_upload_report(tg, bot):
     report = tg.wait_for(lambda m: text_of(m).startswith("Dataset "), chat_id=ANN, since=mark, timeout=180)
     text = text_of(report)
     assert "164 images" in text and "kangaroo" in text and "bad_image x1" in text and "00090.jpg" in text
+
+
+def test_dead_trainer_is_marked_interrupted_and_resumes(tg, bot, tmp_path):
+    import re
+
+    from pipeline.jobs import JobPaths, running_pid
+    from storage import open_store
+
+    ann = tg.user(ANN, "Ann")
+    upload(tg, ann, tmp_path)
+    status = start_training(tg, ann, f"500 steps {FAST} trainer.validation_interval=500")
+    job = job_id(status)
+    tg.wait_for(lambda m: re.search(r"step \d+/500", text_of(m)), chat_id=ANN, timeout=180)
+    with open_store(tmp_path / "data" / "detbot.db") as store:
+        job_dir = store.job(ANN, job).job_dir
+    os.kill(running_pid(JobPaths(job_dir)), signal.SIGKILL)
+    notice = tg.wait_for(lambda m: "stopped unexpectedly" in text_of(m), chat_id=ANN, timeout=60)
+    assert f"/resume {job}" in text_of(notice)
+    mark = tg.mark()
+    ann.send_text(f"/resume {job}")
+    resumed = tg.wait_for(lambda m: re.search(r"step \d+/500", text_of(m)) and "running" in text_of(m),
+                          chat_id=ANN, since=mark, timeout=180)
+    assert job in text_of(resumed)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # the trainer itself confirms it resumed from its checkpoint
+        events = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines()]
+        starts = [e for e in events if e["event"] == "started"]
+        if len(starts) == 2 and events[-1]["event"] == "progress":
+            break
+        time.sleep(0.5)
+    assert [e["resumed"] for e in starts] == [False, True] and starts[1]["step"] > 0
+    assert events[-1]["step"] > starts[1]["step"]
