@@ -48,6 +48,7 @@ class TrainingService:
         self.store, self.settings = store, settings
         self.hardware = detect_hardware()
         self._last_edit: dict[str, float] = {}
+        self._last_plot: dict[str, float] = {}  # event time of the last loss curve sent, per job
 
     def card(self, dataset: Dataset, request: TrainRequest) -> dict:
         spec = get_model(request.model)
@@ -138,6 +139,7 @@ class TrainingService:
             self.store.add_notice(job.user_id, job.chat_id, "nan_alert", job_id=job.id, step=step)
             return [Outgoing("alert", job, texts.nan_alert(job.id, event))]
         if kind == "eval" and job_paths.loss_plot.exists():
+            self._last_plot[job.id] = event["time"]
             caption = f"Job {job.id}, step {step}: AP {event['AP']:.3f}, AP50 {event['AP50']:.3f}"
             self.store.update_job(job.id, last_plot_step=step)
             out = [Outgoing("photo", job, caption, job_paths.loss_plot)]
@@ -146,6 +148,7 @@ class TrainingService:
                                     job_paths.detections))
             return out
         if kind == "progress" and self._plot_due(job, event):
+            self._last_plot[job.id] = event["time"]
             self.store.update_job(job.id, last_plot_step=step)
             return [Outgoing("photo", job, f"Job {job.id}: loss at step {step}", job_paths.loss_plot)]
         if kind == "finished":
@@ -157,13 +160,11 @@ class TrainingService:
         return []
 
     def _plot_due(self, job: Job, event: dict) -> bool:
+        """A loss curve every plot interval of training time (evaluations send one too)."""
         if not JobPaths(job.job_dir).loss_plot.exists():
             return False
-        last = self.store.events(job.id, kinds=["progress"])
-        first_time = last[0].time if last else event["time"]
-        previous = job.last_plot_step or 0
-        seconds_per_step = (event["time"] - first_time) / max(1, event["step"] - (last[0].step if last else 0))
-        return (event["step"] - previous) * max(seconds_per_step, 1e-6) >= self.settings.plot_interval_s
+        last = self._last_plot.setdefault(job.id, event["time"])
+        return event["time"] - last >= self.settings.plot_interval_s
 
     def _edit_due(self, job: Job) -> bool:
         return time.monotonic() - self._last_edit.get(job.id, 0.0) >= self.settings.progress_interval_s
