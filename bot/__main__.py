@@ -18,7 +18,11 @@ def main() -> int:
     except ConfigError as error:
         print(f"detbot cannot start: {error}", file=sys.stderr)
         return 2
-    build_application(settings).run_polling(allowed_updates=["message", "callback_query"])
+    try:
+        build_application(settings).run_polling(allowed_updates=["message", "callback_query"])
+    except ConfigError as error:  # found while the services start, e.g. more GPUs per job than visible
+        print(f"detbot cannot start: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -30,11 +30,20 @@ class Settings:
     upload_limit_mb: int = CLOUD_UPLOAD_MB
     max_jobs_per_user: int = 2
     max_gb_per_user: float = 10.0
-    training_slots: int = 1  # trainings at once: one per GPU
+    training_slots: int = 1  # trainings at once
+    gpus_per_job: int | None = None  # None: every visible GPU with one training slot, else one each
+    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES as given; None: unset, every GPU is visible
+    allow_private_urls: bool = False  # URLs fetched for a chat user may name private (RFC 1918/ULA) hosts
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "detbot.db"
+
+    def job_gpus(self, visible: int) -> int:
+        """GPUs one training gets when ``visible`` GPUs are visible to the bot."""
+        if self.gpus_per_job is not None:
+            return self.gpus_per_job
+        return visible if self.training_slots == 1 else 1
 
 
 def load_settings(environ: dict[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
@@ -59,6 +68,10 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         max_jobs_per_user=int(_number(values, "DETBOT_MAX_JOBS_PER_USER", 2, minimum=1)),
         max_gb_per_user=_number(values, "DETBOT_MAX_GB_PER_USER", 10.0, minimum=0.1),
         training_slots=int(_number(values, "DETBOT_TRAINING_SLOTS", 1, minimum=1)),
+        gpus_per_job=_gpu_count(values, "DETBOT_GPUS_PER_JOB"),
+        # "" is not "unset": CUDA reads an empty list as no GPU at all.
+        visible_devices=values.get("CUDA_VISIBLE_DEVICES"),
+        allow_private_urls=_flag(values, "DETBOT_ALLOW_PRIVATE_URLS"),
     )
 
 
@@ -101,6 +114,16 @@ def _number(values: dict, key: str, default: float, minimum: float) -> float:
     if value < minimum:
         raise ConfigError(f"{key}={raw} is too small: use at least {minimum:g} (default {default:g}).")
     return value
+
+
+def _gpu_count(values: dict, key: str) -> int | None:
+    raw = values.get(key, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigError(f"{key}={raw} is not a whole number of GPUs: set it to 1 or more, or leave it out for "
+                          "the default (every GPU with one training slot, else one GPU per training).")
+    return int(raw)
 
 
 def _flag(values: dict, key: str) -> bool:

@@ -198,7 +198,7 @@ async def photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     image = folder / f"{update.effective_message.message_id}.jpg"
     await (await update.effective_message.photo[-1].get_file()).download_to_drive(image)
-    detections = await svc.training.predict(archive, image, image.with_suffix(".out.png"))
+    detections = await svc.training.predict(archive, image, image.with_suffix(".out.png"), job=job)
     caption = ", ".join(f"{d['label']} {d['score']:.2f}" for d in detections) or "nothing found"
     await update.effective_message.reply_photo(image.with_suffix(".out.png").read_bytes(), caption=caption[:1000])
 

@@ -122,3 +122,21 @@ def finished(job_id: str, event: dict) -> str:
 def nan_alert(job_id: str, nan: dict) -> str:
     return (f"Alert: job {job_id} - {nan.get('message', 'the loss became NaN')}. Training goes on from the "
             "last good checkpoint. Stop it, or let it continue?")
+
+
+def failed(job_id: str, event: dict) -> str:
+    """A failed job; /resume is offered only when it can work (a checkpoint to continue from)."""
+    before = event.get("stage") == "start"
+    head = f"Job {job_id} could not start" if before else f"Job {job_id} failed at step {event.get('step', 0)}"
+    advice = (f"/resume {job_id} continues from its last checkpoint." if event.get("resumable") else
+              "Nothing can be resumed: fix the cause, then start a new job with /train.")
+    return f"{head}: {event.get('message', '')}\n{advice}"
+
+
+def not_resumable(job_id: str) -> str:
+    return (f"Job {job_id} failed in a way that resuming would repeat (see its failure message). "
+            "Start a new job with /train.")
+
+
+def stopped(job_id: str, step: int) -> str:
+    return f"Job {job_id} stopped at step {step}, with a checkpoint. /resume {job_id} continues it."

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import os
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.hardware import detect_hardware
+from pipeline.hardware import detect_hardware, visible_gpu_ids
 from pipeline.jobs import JobPaths, request_stop, running_pid
 from pipeline.models import get_model
 from pipeline.train_config import TrainRequest, plan_schedule, workspace_facts
@@ -22,8 +25,9 @@ from pipeline.workspace import Workspace
 from storage import Dataset, Job, Store
 
 from . import texts
-from .config import Settings
+from .config import ConfigError, Settings
 
+log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 # Seconds per step at the CPU batch, measured on this 2-core machine; elsewhere ETA comes from progress.
 CPU_STEP_S = {"mobilenetv2-fpn": 0.25, "spinenet49-mobile": 0.5, "resnet50-fpn": 1.7, "spinenet49": 1.5}
@@ -44,9 +48,18 @@ class Outgoing:
 
 
 class TrainingService:
-    def __init__(self, store: Store, settings: Settings):
+    def __init__(self, store: Store, settings: Settings, run_cli: Callable[..., Awaitable] | None = None):
+        """``run_cli`` stands in for ``_run_cli`` (tests record what would be started)."""
         self.store, self.settings = store, settings
-        self.hardware = detect_hardware()
+        self._run_cli = run_cli or _run_cli
+        self.gpu_ids = visible_gpu_ids(settings.visible_devices)  # what the bot hands out; () on a CPU host
+        self.gpus_per_job = settings.job_gpus(len(self.gpu_ids))
+        if self.gpu_ids and self.gpus_per_job > len(self.gpu_ids):
+            raise ConfigError(f"DETBOT_GPUS_PER_JOB={self.gpus_per_job}, but only {len(self.gpu_ids)} GPUs are "
+                              "visible, so no training could ever start: lower it (or widen CUDA_VISIBLE_DEVICES).")
+        detected = detect_hardware(settings.visible_devices)
+        # The card plans for what one training gets, which is what its trainer will detect.
+        self.hardware = replace(detected, gpus=self.gpus_per_job) if detected.gpus else detected
         self._last_edit: dict[str, float] = {}
         self._last_plot: dict[str, float] = {}  # event time of the last loss curve sent, per job
 
@@ -71,21 +84,45 @@ class TrainingService:
     async def start_queued(self) -> list[Job]:
         started = []
         while len(self.store.active_jobs()) < self.settings.training_slots and self.store.queued_jobs():
-            started.append(await self._launch(self.store.queued_jobs()[0]))
+            job = await self._launch(self.store.queued_jobs()[0])
+            if job.status == "queued":  # too few free GPUs; later jobs need as many, so they wait too
+                break
+            started.append(job)
         return started
 
     async def _launch(self, job: Job) -> Job:
-        self.store.update_job(job.id, status="starting", started=time.time())
+        """Start the job's trainer on GPUs no other training holds; with too few free, it stays queued."""
+        gpus = None
+        if self.gpu_ids:
+            held = self._held_gpus()
+            gpus = tuple(gpu for gpu in self.gpu_ids if gpu not in held)[: self.gpus_per_job]
+            if len(gpus) < self.gpus_per_job:
+                return job
+            log.info("job %s gets GPU %s", job.id, ",".join(gpus))
+        # Stored before the await: a launch running meanwhile already counts these GPUs as held.
+        self.store.update_job(job.id, status="starting", started=time.time(), gpus=gpus)
         dataset = self.store.dataset(job.user_id, job.dataset_id)
-        out = await _run_cli(["train", str(dataset.workspace), *_train_args(job), "--detach", "--json"])
+        # The detached trainer inherits this environment, and with it its GPUs.
+        out = await self._run_cli(["train", str(dataset.workspace), *_train_args(job), "--detach", "--json"],
+                                  env=_gpu_env(gpus))
         if "error" in out:
             return self.store.update_job(job.id, status="failed", error=out["error"]["message"], finished=time.time())
         return self.store.update_job(job.id, status="running", pid=out["pid"])
+
+    def _held_gpus(self) -> set[str]:
+        held = set()
+        for job in self.store.active_jobs():
+            # A trainer started before GPUs were handed out inherited every one of them.
+            held.update(self.gpu_ids if job.gpus is None else job.gpus)
+        return held
 
     async def resume(self, user_id: int, job_id: str) -> Job:
         job = self.store.job(user_id, job_id)
         if job.status not in ("interrupted", "stopped", "failed"):
             raise TrainingError(f"Job {job.id} is {job.status}; only interrupted, stopped or failed jobs resume.")
+        failure = self.store.last_event(job.id, "failed") if job.status == "failed" else None
+        if failure is not None and not failure.payload.get("resumable", True):
+            raise TrainingError(texts.not_resumable(job.id))
         JobPaths(job.job_dir).stop_flag.unlink(missing_ok=True)
         self.store.update_job(job.id, status="queued", error=None, finished=None)
         await self.start_queued()
@@ -154,9 +191,12 @@ class TrainingService:
         if kind == "finished":
             self.store.update_job(job.id, status="finished", finished=time.time())
             return [Outgoing("finished", job, texts.finished(job.id, event))]
-        if kind in ("failed", "stopped"):
+        if kind == "failed":
             self.store.update_job(job.id, status=kind, finished=time.time(), error=event.get("message"))
-            return [Outgoing("text", job, f"Job {job.id} {kind}: {event.get('message', '')}")]
+            return [Outgoing("text", job, texts.failed(job.id, event))]
+        if kind == "stopped":
+            self.store.update_job(job.id, status=kind, finished=time.time(), error=event.get("message"))
+            return [Outgoing("text", job, texts.stopped(job.id, step))]
         return []
 
     def _plot_due(self, job: Job, event: dict) -> bool:
@@ -180,17 +220,34 @@ class TrainingService:
 
     async def export(self, job: Job) -> Path:
         archive = job.job_dir / f"model-{job.id}.zip"
-        out = await _run_cli(["export", str(job.job_dir), "--out", str(archive), "--json"])
+        out = await self._run_cli(["export", str(job.job_dir), "--out", str(archive), "--json"],
+                                  env=self._tool_env("export", job))
         if "error" in out:
             raise TrainingError(f"Export of job {job.id} failed: {out['error']['message']}")
         self.store.update_job(job.id, archive=archive)
         return archive
 
-    async def predict(self, archive: Path, image: Path, out: Path) -> list[dict]:
-        result = await _run_cli(["predict", str(archive), str(image), "--out", str(out), "--json"])
+    async def predict(self, archive: Path, image: Path, out: Path, job: Job | None = None) -> list[dict]:
+        """``job`` made the archive; without it, any of the bot's GPUs counts as the job's."""
+        result = await self._run_cli(["predict", str(archive), str(image), "--out", str(out), "--json"],
+                                     env=self._tool_env("predict", job))
         if isinstance(result, dict) and "error" in result:
             raise TrainingError(result["error"]["message"])
         return result
+
+    def _tool_env(self, what: str, job: Job | None) -> dict[str, str] | None:
+        """An export or prediction runs on one GPU of its job that no training holds, else on the CPU.
+
+        One GPU: both run on a single device, and every other visible GPU would cost a CUDA context.
+        """
+        if not self.gpu_ids:
+            return None
+        held = self._held_gpus()
+        own = self.gpu_ids if job is None or job.gpus is None else job.gpus
+        gpus = tuple(gpu for gpu in own if gpu not in held)[:1]
+        name = f"{what} of job {job.id}" if job else what
+        log.info("%s runs on %s", name, f"GPU {gpus[0]}" if gpus else "the CPU: trainings hold its GPUs")
+        return _gpu_env(gpus)
 
 
 def parse_train_args(args: list[str], model: str) -> TrainRequest:
@@ -244,8 +301,17 @@ def _train_args(job: Job) -> list[str]:
     return args + list(request.get("overrides", []))
 
 
-async def _run_cli(args: list[str]):
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", *args, cwd=ROOT,
+def _gpu_env(gpus: tuple[str, ...] | None) -> dict[str, str] | None:
+    """The environment of a pipeline process on ``gpus`` (empty: the CPU); None keeps the bot's own."""
+    if gpus is None:
+        return None
+    # The ids are nvidia-smi's, which numbers GPUs in PCI bus order; CUDA does so only when told.
+    return os.environ | {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+
+
+async def _run_cli(args: list[str], env: dict[str, str] | None = None):
+    """``env`` None: the bot's own environment."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", *args, cwd=ROOT, env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, _ = await process.communicate()
     try:

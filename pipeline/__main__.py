@@ -1,5 +1,7 @@
+import os
 import sys
 
 from .cli import main
 
-sys.exit(main())
+# The one place the CLI reads the environment: nvidia-smi lists every GPU, TensorFlow only these.
+sys.exit(main(visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))

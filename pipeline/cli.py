@@ -22,7 +22,8 @@ log = logging.getLogger("pipeline")
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 3
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, visible_devices: str | None = None) -> int:
+    """``visible_devices``: CUDA_VISIBLE_DEVICES as the entry point read it (None: every GPU)."""
     parser = build_parser()
     # Overrides (key=value) may follow options; argparse alone would only take them first.
     args, extra = parser.parse_known_args(argv)
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides") or any(token.startswith("-") or "=" not in token for token in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
+    args.visible_devices = visible_devices
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from . import jobs, tables
-from .hardware import detect_hardware
+from .hardware import Hardware, detect_hardware, parse_hardware_spec
 from .models import catalog, get_model, recommend
 from .train_config import TrainRequest, build_params, workspace_facts
 from .workspace import Workspace
@@ -19,6 +19,7 @@ DEFAULT_WEIGHTS_CACHE = Path("~/.cache/detbot/weights")
 def add_commands(sub, common) -> None:
     p = sub.add_parser("models", parents=[common], help="list the detectors you can train, with a recommendation")
     p.add_argument("--workspace", type=Path, help="a prepared workspace, to recommend for its data")
+    _hardware_option(p)
     p.set_defaults(run=_models)
 
     p = sub.add_parser("train", parents=[common], help="train a detector on a prepared workspace")
@@ -41,6 +42,7 @@ def add_commands(sub, common) -> None:
                    help="learning-rate multiplier at each NaN roll-back")
     p.add_argument("--weights-cache", type=Path, default=DEFAULT_WEIGHTS_CACHE)
     p.add_argument("--show-config", action="store_true", help="print the resolved Model Garden config and exit")
+    _hardware_option(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="Model Garden config overrides")
     p.set_defaults(run=_train)
 
@@ -53,8 +55,20 @@ def add_commands(sub, common) -> None:
     p.set_defaults(run=_stop)
 
 
+def _hardware_option(parser) -> None:
+    parser.add_argument("--assume-hardware", metavar="SPEC",
+                        help="plan for this machine instead of the one here, e.g. gpus=2,memory_gb=80,cc=8.0; "
+                             "without those GPUs, training runs the plan's numerics on the CPU")
+
+
+def _hardware(args) -> Hardware:
+    if args.assume_hardware:
+        return parse_hardware_spec(args.assume_hardware)
+    return detect_hardware(args.visible_devices)
+
+
 def _models(args):
-    hardware = detect_hardware()
+    hardware = _hardware(args)
     labelled = None
     if args.workspace:
         summary = Workspace(args.workspace).read_json(Workspace(args.workspace).summary, "prepare")
@@ -69,11 +83,11 @@ def _models(args):
     return payload, f"{text}\n\nrecommended: {choice.name} ({choice.reason})"
 
 
-def _request(args, workspace: Workspace) -> TrainRequest:
+def _request(args, workspace: Workspace, hardware: Hardware) -> TrainRequest:
     model = args.model
     if model is None:
         summary = json.loads(workspace.summary.read_text()) if workspace.summary.exists() else {}
-        model = recommend(summary.get("labelled_images", 0), detect_hardware()).name
+        model = recommend(summary.get("labelled_images", 0), hardware).name
     get_model(model)
     return TrainRequest(model=model, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
                         overrides=tuple(args.overrides), pretrained=not args.no_pretrained,
@@ -85,8 +99,8 @@ def _train(args):
     from .launch import create_job, run_job
 
     workspace = Workspace(args.workspace)
-    request = _request(args, workspace)
-    hardware = detect_hardware()
+    hardware = _hardware(args)
+    request = _request(args, workspace, hardware)
     if args.show_config:
         params = build_params(get_model(request.model), workspace_facts(workspace), hardware, request)
         text = yaml.safe_dump(json.loads(json.dumps(params.as_dict())), sort_keys=True)
@@ -96,7 +110,8 @@ def _train(args):
     if args.detach:
         if jobs.running_pid(job):
             return _status_payload(job, f"already running: {job.root}")
-        pid = jobs.start_detached(["train", str(workspace.root), "--job-dir", str(job.root)], job)
+        pid = jobs.start_detached(["train", str(workspace.root), "--model", request.model, "--job-dir", str(job.root)],
+                                  job)
         return {"job": str(job.root), "pid": pid, "detached": True, "created": created}, \
             f"training in the background (pid {pid}); follow it with: python -m pipeline status {job.root}"
     code = run_job(job.root)

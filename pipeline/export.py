@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .dataset import write_json
+from .devices import configure_tensorflow
 from .errors import ExportError
 from .jobs import JobPaths, load_job
 from .label_map import read_pbtxt
@@ -130,6 +131,7 @@ def choose_checkpoint(job: JobPaths, meta: dict) -> Checkpoint:
     """The best checkpoint by validation AP, else the latest training one; ExportError if none."""
     import tensorflow as tf
 
+    configure_tensorflow(tf)
     best = json.loads(job.best_json.read_text()) if job.best_json.exists() else {}
     if best:
         # best.json's path is relative to wherever training ran; the file name is what counts.

@@ -38,7 +38,7 @@ def create_job(workspace: Path, request: TrainRequest, job_dir: Path, hardware: 
     save_params(params, job.params)
     write_json(job.job, {
         "model": spec.name, "experiment": spec.experiment, "workspace": str(ws.root.absolute()),
-        "label_map": str(label_map.absolute()), "device": hardware.device,
+        "label_map": str(label_map.absolute()), "device": hardware.device, "hardware": hardware.to_json(),
         "train_images": facts.train_images, "val_images": facts.val_images,
         "request": asdict(request),
         "init_checkpoint": init_checkpoint, "created": time.time(),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
+from .devices import configure_tensorflow
 from .errors import UsageError
 from .images import to_rgb
 from .label_map import read_pbtxt
@@ -97,6 +98,7 @@ def load_model(folder: Path) -> Model:
     """Load once per process: a SavedModel takes seconds to load and the bot predicts again and again."""
     import tensorflow as tf
 
+    configure_tensorflow(tf)
     loaded = tf.saved_model.load(str(folder / SAVED_MODEL))
     names = {item.id: item.name for item in read_pbtxt(folder / LABEL_MAP).items}
     return Model(serve=_Serving(loaded), names=names)

@@ -23,7 +23,8 @@ from .jobs import JobPaths, JobState
 from .label_map import read_pbtxt
 from .plots import PLOT_INTERVAL_S, write_plots
 from .train_config import load_params
-from .train_session import OutOfMemory, Session
+from .hardware import Hardware
+from .train_session import OutOfMemory, Session, describe_failure
 
 log = logging.getLogger(__name__)
 # A loss this many times the recent median is a divergence even before it is NaN.
@@ -36,30 +37,57 @@ class Supervisor:
         self.job, self.meta = job, meta
         self.events = EventLog(job.events)
         self.state = JobState.load(job)
-        self.params = load_params(meta["experiment"], job.params)
-        self.total = self.params.trainer.train_steps
-        self.names = {item.id: item.name for item in read_pbtxt(Path(meta["label_map"])).items}
         self.recent: deque[float] = deque(maxlen=10)
         self.stop_requested = False
         self.last_plot = 0.0
         self.evals_without_gain = 0
         self.request = meta["request"]
+        self.session: Session | None = None
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
-        self.session = Session(self.params, self.state, self.job)
+        try:
+            self._start()
+        except Exception as error:  # nothing trained yet: say why, never leave the job silent
+            log.exception("job %s could not start", self.job.root)
+            cause, message = describe_failure(error, self.job)
+            self.events.emit("failed", self._last_step(), stage="start", cause=cause, resumable=False,
+                             message=message)
+            return 2
+        try:
+            return self._loop()
+        except TrainingError as error:
+            self.events.emit("failed", self.session.step, stage="training", cause=error.kind, resumable=False,
+                             message=str(error))
+            return 2
+        except Exception as error:  # the user hears why; the trainer's log keeps the traceback
+            log.exception("job %s failed at step %d", self.job.root, self.session.step)
+            cause, message = describe_failure(error, self.job, self.session.step)
+            self.events.emit("failed", self.session.step, stage="training", cause=cause,
+                             resumable=self.session.last_good_step > 0, message=message)
+            return 2
+        finally:
+            self._plots(force=True)
+
+    def _start(self) -> None:
+        self.params = load_params(self.meta["experiment"], self.job.params)
+        self.total = self.params.trainer.train_steps
+        self.names = {item.id: item.name for item in read_pbtxt(Path(self.meta["label_map"])).items}
+        hardware = Hardware.from_json(self.meta["hardware"]) if "hardware" in self.meta else None
+        self.session = Session(self.params, self.state, self.job, hardware)
+        runtime = self.params.runtime
         step = self.session.step
         self.events.emit("started", step, total_steps=self.total, resumed=step > 0,
                          model=self.meta["model"], device=self.meta["device"],
                          batch_size=self.session.batch_size, learning_rate=self.session.learning_rate,
+                         planned_batch_size=int(self.params.task.train_data.global_batch_size),
+                         precision=runtime.mixed_precision_dtype or "float32", xla=bool(runtime.enable_xla),
+                         replicas=self.session.strategy.num_replicas_in_sync, emulated=bool(self.session.emulated),
                          train_images=self.meta["train_images"], val_images=self.meta["val_images"])
-        try:
-            return self._loop()
-        except TrainingError as error:
-            self.events.emit("failed", self.session.step, message=str(error))
-            return 2
-        finally:
-            self._plots(force=True)
+
+    def _last_step(self) -> int:
+        progress = [event["step"] for event in read_events(self.job.events)]
+        return max(progress, default=0)
 
     def _loop(self) -> int:
         while self.session.step < self.total:

@@ -22,14 +22,22 @@ from .workspace import Workspace
 
 DEFAULT_EPOCHS = {"cpu": 30, "gpu": 50}
 CPU_BATCH = 8
-# RetinaNet's recipe is 0.32 for a batch of 256 with SGD + momentum, scaled linearly; small
-# batches keep 0.08 (measured: from scratch at batch 8 on shapes, 0.01 barely moves in 300
-# steps while 0.08 reaches AP50 0.96 by step 360), and tiny ones scale down from it.
-LR_PER_IMAGE = 0.32 / 256
-SMALL_BATCH_LR = 0.08
+# A default run has at least this many optimiser steps: Model Garden's fine-tuning tutorial
+# trains RetinaNet for 1,000 steps at batch 8 with 100 warm-up steps, and a detector barely
+# moves in 50 (measured on shapes: AP50 0.93 only after ~300 steps at batch 8).
+MIN_DEFAULT_STEPS = 1000
+# The batch may not be so large that an epoch has fewer optimiser steps than this.
+MIN_STEPS_PER_EPOCH = 10
+WARMUP_FRACTION, MAX_WARMUP_STEPS = 0.1, 1000
+# The learning rate follows two anchors on a power law: 0.08 at batch 8 (measured: from
+# scratch on shapes 0.01 barely moves in 300 steps while 0.08 reaches AP50 0.96 by step 360)
+# and RetinaNet's COCO recipe, 0.32 at batch 256; linear below batch 8.
+LR_ANCHOR_BATCH, LR_ANCHOR, LR_RECIPE_BATCH, LR_RECIPE = 8, 0.08, 256, 0.32
 # Short runs need batch-norm statistics that follow the weights quickly.
 LONG_RUN_STEPS = 10_000
 EVALS_PER_RUN = 10
+# Evaluating or checkpointing more often than this many steps costs more than it tells.
+MIN_EVAL_INTERVAL, MIN_CHECKPOINT_INTERVAL = 100, 50
 
 
 @dataclass(frozen=True)
@@ -87,43 +95,72 @@ def workspace_facts(ws: Workspace) -> DataFacts:
 
 
 def plan_schedule(spec: ModelSpec, facts: DataFacts, hardware: Hardware, request: TrainRequest) -> Schedule:
-    batch = request.batch_size or default_batch(spec, hardware)
+    """Steps, batch and intervals sized by the data first, then by the machine."""
     if request.steps is not None and request.epochs is not None:
         raise UsageError("Give either steps or epochs, not both.")
+    batch = request.batch_size or default_batch(spec, facts, hardware)
     steps_per_epoch = math.ceil(facts.train_images / batch)
-    epochs = request.epochs or DEFAULT_EPOCHS["gpu" if hardware.gpus else "cpu"]
-    steps = request.steps or max(1, math.ceil(epochs * steps_per_epoch))
+    if request.steps is not None:
+        steps = request.steps
+    elif request.epochs is not None:
+        steps = max(1, math.ceil(request.epochs * steps_per_epoch))
+    else:
+        epochs = DEFAULT_EPOCHS["gpu" if hardware.gpus else "cpu"]
+        steps = max(MIN_DEFAULT_STEPS, math.ceil(epochs * steps_per_epoch))
     loop = max(1, min(100, steps // 20))
-    eval_interval = max(loop, round(steps / EVALS_PER_RUN / loop) * loop)
+    eval_interval = _multiple(max(steps / EVALS_PER_RUN, min(MIN_EVAL_INTERVAL, steps)), loop)
+    checkpoint_interval = min(eval_interval, _multiple(max(loop * 5, min(MIN_CHECKPOINT_INTERVAL, steps)), loop))
     eval_batch = max(1, min(8, facts.val_images))
-    return Schedule(batch_size=batch, steps=steps, steps_per_loop=loop,
-                    checkpoint_interval=min(eval_interval, loop * 5), eval_interval=eval_interval,
-                    eval_batch_size=eval_batch, validation_steps=math.ceil(facts.val_images / eval_batch),
-                    learning_rate=base_learning_rate(batch), warmup_steps=min(1000, max(1, steps // 20)))
+    return Schedule(batch_size=batch, steps=steps, steps_per_loop=loop, checkpoint_interval=checkpoint_interval,
+                    eval_interval=eval_interval, eval_batch_size=eval_batch,
+                    validation_steps=math.ceil(facts.val_images / eval_batch),
+                    learning_rate=base_learning_rate(batch),
+                    warmup_steps=min(MAX_WARMUP_STEPS, max(1, round(steps * WARMUP_FRACTION))))
+
+
+def _multiple(value: float, unit: int) -> int:
+    """``value`` rounded to a whole number of training loops (at least one)."""
+    return max(unit, round(value / unit) * unit)
 
 
 def base_learning_rate(batch: int) -> float:
-    return min(SMALL_BATCH_LR * batch / 8, max(SMALL_BATCH_LR, LR_PER_IMAGE * batch))
+    if batch <= LR_ANCHOR_BATCH:
+        return LR_ANCHOR * batch / LR_ANCHOR_BATCH
+    exponent = math.log(LR_RECIPE / LR_ANCHOR) / math.log(LR_RECIPE_BATCH / LR_ANCHOR_BATCH)
+    return LR_ANCHOR * (batch / LR_ANCHOR_BATCH) ** exponent
 
 
-def default_batch(spec: ModelSpec, hardware: Hardware) -> int:
-    if not hardware.gpus:
-        return CPU_BATCH
-    per_gpu = spec.batch_per_16gb * hardware.gpu_memory_mb / 16384
-    return max(1, 2 ** int(math.log2(max(1.0, per_gpu)))) * hardware.gpus
+def default_batch(spec: ModelSpec, facts: DataFacts, hardware: Hardware) -> int:
+    """The largest batch that fits the memory and still leaves an epoch enough optimiser steps."""
+    replicas = max(1, hardware.gpus)
+    if hardware.gpus:
+        memory = _pow2_floor(spec.batch_per_16gb * hardware.gpu_memory_mb / 16384) * replicas
+    else:
+        memory = CPU_BATCH
+    data = max(CPU_BATCH, _pow2_floor(facts.train_images / MIN_STEPS_PER_EPOCH))
+    return max(replicas, min(memory, data) // replicas * replicas)
+
+
+def _pow2_floor(value: float) -> int:
+    return 2 ** int(math.log2(max(1.0, value)))
 
 
 def config_overrides(spec: ModelSpec, facts: DataFacts, hardware: Hardware, plan: Schedule,
                      init_checkpoint: str | None) -> dict:
     """Everything detbot sets, as one nested dict over the experiment's defaults."""
-    precision = hardware.mixed_precision if hardware.gpus else "float32"
-    data_dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(precision, "float32")
+    precision = hardware.precision
     long_run = plan.steps >= LONG_RUN_STEPS
     settings = {
-        "runtime.distribution_strategy": "mirrored" if hardware.gpus else "one_device",
+        # One device for one GPU: XLA cannot compile the mirrored strategy's gradient all-reduce
+        # (merge_call) into the step, even over a single replica.
+        "runtime.distribution_strategy": "mirrored" if hardware.gpus > 1 else "one_device",
         "runtime.num_gpus": hardware.gpus,
         "runtime.mixed_precision_dtype": precision,
-        "runtime.enable_xla": bool(hardware.gpus),
+        # Model Garden wraps its optimiser in a dynamic LossScaleOptimizer only for float16.
+        "runtime.loss_scale": "dynamic" if precision == "float16" else None,
+        # One GPU: XLA. Several: a sync-BN all-reduce cannot run inside an XLA-compiled step
+        # (merge_call while defining a graph), and Model Garden's multi-GPU RetinaNet runs without it.
+        "runtime.enable_xla": hardware.gpus == 1,
         "task.model.num_classes": facts.num_classes,
         "task.model.input_size": [spec.input_size, spec.input_size, 3],
         "task.model.norm_activation.norm_momentum": 0.99 if long_run else 0.9,
@@ -134,11 +171,11 @@ def config_overrides(spec: ModelSpec, facts: DataFacts, hardware: Hardware, plan
         "task.init_checkpoint_modules": list(spec.init_modules) if init_checkpoint else "all",
         "task.export_config.output_normalized_coordinates": True,
         "task.train_data": {"input_path": facts.train_pattern, "global_batch_size": plan.batch_size,
-                            "dtype": data_dtype, "parser": {"aug_rand_hflip": True,
+                            "dtype": precision, "parser": {"aug_rand_hflip": True,
                                                             "aug_scale_min": 0.5 if long_run else 0.8,
                                                             "aug_scale_max": 2.0 if long_run else 1.25}},
         "task.validation_data": {"input_path": facts.val_pattern, "global_batch_size": plan.eval_batch_size,
-                                 "dtype": data_dtype, "drop_remainder": False},
+                                 "dtype": precision, "drop_remainder": False},
         "trainer": _trainer_settings(plan),
     }
     for extra in (spec.config, {} if hardware.gpus else spec.cpu_config):
@@ -213,8 +250,16 @@ def build_params(spec: ModelSpec, facts: DataFacts, hardware: Hardware, request:
     return params
 
 
+# Several hosts would each write the same checkpoints, best model and event stream.
+UNSUPPORTED_STRATEGIES = ("multi_worker_mirrored", "parameter_server", "tpu")
+
+
 def apply_user_overrides(params, overrides) -> None:
     flat = parse_overrides(overrides)
+    if str(flat.get("runtime.distribution_strategy", "")).lower() in UNSUPPORTED_STRATEGIES:
+        raise UsageError(f"runtime.distribution_strategy={flat['runtime.distribution_strategy']} is not supported: "
+                         "detbot trains one job on one host, on all the GPUs it is given (mirrored). Leave the "
+                         "strategy to detbot.")
     for key, value in flat.items():
         # YAML reads "1000" as an int and "1e9" as a string; given to a float field, either
         # breaks TensorFlow's schedules much later, far from the override that caused it.

@@ -13,11 +13,15 @@ import logging
 from pathlib import Path
 
 from .dataset import write_json
-from .errors import TrainingError
+from .errors import PipelineError, TrainingError
+from .hardware import Hardware
 from .jobs import JobPaths, JobState
+from .train_config import CPU_BATCH, base_learning_rate
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 3
+# What one logical CPU device trains per step when it stands in for a GPU of the plan.
+EMULATED_BATCH_PER_REPLICA = 4
 
 
 class OutOfMemory(Exception):
@@ -25,17 +29,20 @@ class OutOfMemory(Exception):
 
 
 class Session:
-    def __init__(self, params, state: JobState, job: JobPaths):
+    def __init__(self, params, state: JobState, job: JobPaths, hardware: Hardware | None = None):
         import tensorflow as tf
-        from official.common import distribute_utils
         from official.modeling import performance
 
+        from .devices import configure_tensorflow
+
         self.tf, self.base_params, self.job = tf, params, job
+        configure_tensorflow(tf)
+        planned = int(params.runtime.num_gpus or 0)
+        self.emulated = emulated_replicas(tf, planned, hardware)
         performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
-        self.strategy = distribute_utils.get_distribution_strategy(
-            distribution_strategy=params.runtime.distribution_strategy,
-            all_reduce_alg=params.runtime.all_reduce_alg, num_gpus=params.runtime.num_gpus,
-            tpu_address=params.runtime.tpu)
+        self.strategy = build_strategy(tf, params, self.emulated)
+        # A CPU standing in for GPUs trains the plan's numerics on a batch it can hold.
+        self.batch_fit = emulated_batch_scale(params, self.emulated)
         self.last_good_step = 0
         self.rebuild(state)
 
@@ -46,7 +53,7 @@ class Session:
         from .coco_metrics import use_per_class_evaluator
 
         tf = self.tf
-        self.params = scaled_params(self.base_params, state)
+        self.params = scaled_params(self.base_params, state, self.batch_fit)
         with self.strategy.scope():
             task = task_factory.get_task(self.params.task, logging_dir=str(self.job.root))
             self.trainer = train_utils.create_trainer(self.params, task, train=True, evaluate=True)
@@ -130,15 +137,18 @@ class Session:
                    if w.dtype.is_floating)
 
 
-def scaled_params(params, state: JobState):
+def scaled_params(params, state: JobState, batch_fit: float = 1.0):
     """A copy of ``params`` with the learning rate and batch the job's state asks for."""
     scaled = copy.deepcopy(params)
     batch = int(params.task.train_data.global_batch_size)
-    new_batch = max(1, int(batch * state.batch_scale))
-    if state.batch_scale < 1 and new_batch == batch:
-        raise TrainingError("The model does not fit in GPU memory even with a batch of 1: choose a smaller "
-                            "model (`python -m pipeline models`) or a smaller input size.")
-    factor = state.lr_scale * new_batch / batch  # linear scaling rule for the batch
+    replicas = max(1, int(params.runtime.num_gpus or 0))
+    fitted = lambda scale: max(replicas, int(batch * scale * batch_fit) // replicas * replicas)  # noqa: E731
+    new_batch = fitted(state.batch_scale)
+    if state.batch_scale < 1 and new_batch == fitted(state.batch_scale * 2):  # halving no longer shrinks it
+        raise TrainingError(f"The model does not fit in GPU memory even with a batch of {new_batch}: choose a "
+                            "smaller model (`python -m pipeline models`) or a smaller input size.")
+    # The learning rate follows the planner's batch rule, so a halved batch trains as planned for it.
+    factor = state.lr_scale * base_learning_rate(new_batch) / base_learning_rate(batch)
     lr = scaled.trainer.optimizer_config.learning_rate
     schedule = getattr(lr, lr.type)
     updates = {name: _scale(value, factor) for name, value in schedule.as_dict().items()
@@ -152,6 +162,64 @@ def scaled_params(params, state: JobState):
             scaled.override({"trainer": {"optimizer_config": {"warmup": {
                 warmup.type: {"warmup_learning_rate": rate * factor}}}}}, is_strict=True)
     return scaled
+
+
+def describe_failure(error: Exception, job: JobPaths, step: int | None = None) -> tuple[str, str]:
+    """(cause, message) for an unexpected error, before the first step (``step`` None) or at ``step``."""
+    if isinstance(error, PipelineError):
+        return error.kind, str(error)
+    name = type(error).__name__
+    detail = " ".join(str(error).split())[:300]
+    when = "before the first step" if step is None else f"at step {step}"
+    if name == "ResourceExhaustedError":
+        return "out_of_memory", (
+            f"The GPU ran out of memory {when}, while the model was being built. Another process may hold its "
+            "memory (nvidia-smi lists them): wait for it, give this job its own GPU (DETBOT_GPUS_PER_JOB), or "
+            "choose a smaller model or batch size.")
+    if step is None and isinstance(error, (ValueError, TypeError, KeyError, AttributeError)):
+        return "config", (f"Model Garden could not build this job's model or trainer ({name}: {detail}). The job's "
+                          f"config is {job.params}; start a new job without the overrides that changed it.")
+    return "internal", (f"Training stopped {when} on an unexpected error ({name}: {detail}). The traceback is in "
+                        f"the trainer's log ({job.log} for a background job).")
+
+
+def emulated_replicas(tf, planned_gpus: int, hardware: Hardware | None) -> int:
+    """How many logical CPU devices stand in for the plan's GPUs (0: the plan runs as it is)."""
+    if not planned_gpus:
+        return 0
+    visible = len(tf.config.list_physical_devices("GPU"))
+    if visible >= planned_gpus:
+        return 0
+    if hardware is None or not hardware.assumed:
+        raise TrainingError(f"This job was planned for {planned_gpus} GPU(s), but TensorFlow sees {visible}. Check "
+                            "the CUDA set-up (README, \"Training on a GPU host\": python -c \"import tensorflow as "
+                            "tf; print(tf.config.list_physical_devices('GPU'))\"), or start a new job, which plans "
+                            "for the GPUs that are there.")
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * planned_gpus)
+    log.info("no %d GPU(s) here: emulating the plan over %d logical CPU devices", planned_gpus, planned_gpus)
+    return planned_gpus
+
+
+def build_strategy(tf, params, emulated: int):
+    """The plan's strategy; emulated, the same kind over logical CPU devices."""
+    if emulated:
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")][:emulated]
+        if params.runtime.distribution_strategy == "one_device":
+            return tf.distribute.OneDeviceStrategy(devices[0])
+        return tf.distribute.MirroredStrategy(devices=devices)
+    from official.common import distribute_utils
+
+    return distribute_utils.get_distribution_strategy(
+        distribution_strategy=params.runtime.distribution_strategy, all_reduce_alg=params.runtime.all_reduce_alg,
+        num_gpus=params.runtime.num_gpus, tpu_address=params.runtime.tpu)
+
+
+def emulated_batch_scale(params, emulated: int) -> float:
+    """The share of the planned batch a CPU emulation trains with (1.0 when it fits)."""
+    batch = int(params.task.train_data.global_batch_size)
+    fits = max(CPU_BATCH, EMULATED_BATCH_PER_REPLICA * emulated)
+    return 1.0 if not emulated or batch <= fits else fits / batch
 
 
 def _scale(value, factor):

@@ -11,7 +11,7 @@ from .rows import ACTIVE, JOB_STATUSES, PENDING, Job, JobEvent, columns, to_json
 # What update_job may change; ids, owner, dataset and creation time are fixed for life.
 UPDATABLE = frozenset({"status", "pid", "status_message_id", "last_status_text", "events_offset",
                        "last_plot_step", "archive", "error", "started", "finished", "job_dir",
-                       "model", "request"})
+                       "model", "request", "gpus"})
 # Queue order is insertion order (rowid), not the clock: a clock stepped back by NTP, or two
 # jobs in the same tick, must not let a later job overtake an earlier one.
 _FIFO = "ORDER BY rowid"
@@ -157,6 +157,8 @@ class JobsAndEvents(Connection):
 def _column_value(key: str, value):
     if key == "request":
         return to_json(value)
+    if key == "gpus":
+        return None if value is None else ",".join(value)
     return str(value) if isinstance(value, Path) else value
 
 

@@ -26,6 +26,10 @@ def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
 
+def _ids(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(filter(None, text.split(",")))
+
+
 def columns(row_type: type) -> str:
     """The SELECT list for a row type, so a query always yields exactly its fields."""
     return ", ".join(field.name for field in fields(row_type))
@@ -89,6 +93,7 @@ class Job:
     started: float | None
     finished: float | None
     updated: float
+    gpus: tuple[str, ...] | None  # nvidia-smi indices its trainer was started on; None: none handed out
 
     @property
     def active(self) -> bool:
@@ -101,7 +106,7 @@ class Job:
     @classmethod
     def from_row(cls, row: dict) -> "Job":
         return cls(**row | {"job_dir": Path(row["job_dir"]), "archive": _path(row["archive"]),
-                            "request": from_json(row["request"])})
+                            "request": from_json(row["request"]), "gpus": _ids(row["gpus"])})
 
 
 @dataclass(frozen=True)

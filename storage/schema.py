@@ -88,7 +88,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS notices_once
 CREATE INDEX IF NOT EXISTS notices_user ON notices(user_id);
 """
 
-MIGRATIONS: list[Migration] = [INITIAL]
+# Version 2: the GPUs (nvidia-smi indices, comma-separated) a job's trainer was started on;
+# NULL when none were handed out (a CPU host, or a job not started yet).
+JOB_GPUS = "ALTER TABLE jobs ADD COLUMN gpus TEXT;"
+
+MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS]
 
 
 def migrate(db: Database, where: str, migrations: list[Migration] = MIGRATIONS) -> int:

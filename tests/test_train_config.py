@@ -54,16 +54,47 @@ def test_cpu_preset(facts):
     assert params.task.export_config.output_normalized_coordinates is True
 
 
-def test_gpu_preset_uses_every_gpu_mixed_precision_and_a_memory_sized_batch(facts):
+def test_gpu_preset_uses_every_gpu_mixed_precision_and_sync_bn(facts):
     params = build_params(get_model("resnet50-fpn"), facts, TWO_A100, TrainRequest("resnet50-fpn", steps=20000))
     assert params.runtime.distribution_strategy == "mirrored" and params.runtime.num_gpus == 2
-    assert params.runtime.mixed_precision_dtype == "mixed_bfloat16" and params.task.train_data.dtype == "bfloat16"
-    assert params.runtime.enable_xla is True and params.task.model.norm_activation.use_sync_bn is True
-    assert params.task.train_data.global_batch_size == 2 * 32  # 16 per 16 GB, 40 GB each -> 32 per GPU
+    assert params.runtime.mixed_precision_dtype == "bfloat16" and params.task.train_data.dtype == "bfloat16"
+    assert params.runtime.loss_scale is None
+    # Several GPUs: sync batch norm, and no XLA (its compiled step cannot hold the sync-BN all-reduce).
+    assert params.runtime.enable_xla is False and params.task.model.norm_activation.use_sync_bn is True
+    assert params.task.train_data.global_batch_size % 2 == 0
     assert params.task.model.norm_activation.norm_momentum == 0.99
-    assert params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == pytest.approx(0.08)
     t4 = build_params(get_model("spinenet49-mobile"), facts, ONE_T4, TrainRequest("spinenet49-mobile", steps=50))
-    assert t4.runtime.mixed_precision_dtype == "mixed_float16" and t4.runtime.distribution_strategy == "mirrored"
+    assert t4.runtime.mixed_precision_dtype == "float16" and t4.task.validation_data.dtype == "float16"
+    assert t4.runtime.loss_scale == "dynamic" and t4.runtime.enable_xla is True
+
+
+@pytest.mark.parametrize("hardware, policy, loss_scaled", [(TWO_A100, "mixed_bfloat16", False),
+                                                           (ONE_T4, "mixed_float16", True), (CPU, "float32", False)],
+                         ids=["bfloat16", "float16", "float32"])
+def test_model_garden_accepts_the_planned_precision(facts, hardware, policy, loss_scaled):
+    """The defect: `mixed_bfloat16` made Model Garden raise before the first step on every modern GPU."""
+    import tf_keras
+    from official.core import task_factory
+    from official.modeling import performance
+
+    params = build_params(get_model("mobilenetv2-fpn"), facts, hardware, TrainRequest("mobilenetv2-fpn", steps=20))
+    try:
+        performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+        assert tf_keras.mixed_precision.global_policy().name == policy
+        task = task_factory.get_task(params.task)
+        optimizer = task.create_optimizer(params.trainer.optimizer_config, params.runtime)
+        assert isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer) is loss_scaled
+        if loss_scaled:
+            assert optimizer.dynamic
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
+
+
+def test_multi_host_strategies_are_refused(facts):
+    spec = get_model("mobilenetv2-fpn")
+    with pytest.raises(UsageError, match="one host"):
+        build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=(
+            "runtime.distribution_strategy=multi_worker_mirrored",)))
 
 
 def test_learning_rate_scales_with_batch_and_run_length(facts):
@@ -71,7 +102,7 @@ def test_learning_rate_scales_with_batch_and_run_length(facts):
     small = plan_schedule(spec, facts, CPU, TrainRequest(spec.name, steps=1000, batch_size=4))
     big = plan_schedule(spec, facts, CPU, TrainRequest(spec.name, steps=1000, batch_size=256))
     assert small.learning_rate == pytest.approx(0.04) and big.learning_rate == pytest.approx(0.32)
-    assert small.warmup_steps == 50 and small.eval_interval == 100 and small.steps_per_loop == 50
+    assert small.warmup_steps == 100 and small.eval_interval == 100 and small.steps_per_loop == 50
 
 
 def test_overrides_are_strict_and_typed(facts):
@@ -96,6 +127,7 @@ def test_roll_back_state_scales_learning_rate_and_batch(facts):
     scaled = scaled_params(params, JobState(lr_scale=0.5, batch_scale=0.5))
     lr = lambda p: p.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate  # noqa: E731
     assert scaled.task.train_data.global_batch_size == 4
+    # Half the batch below 8 halves the rate (linear there), and the roll-back halves it again.
     assert lr(scaled) == pytest.approx(lr(params) * 0.25)
     assert scaled.trainer.optimizer_config.warmup.linear.warmup_learning_rate == pytest.approx(
         params.trainer.optimizer_config.warmup.linear.warmup_learning_rate * 0.25)

@@ -1,0 +1,18 @@
+"""Fixtures shared across test modules."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.steps import PrepareOptions, prepare
+from pipeline.synthetic import SyntheticSpec, make_voc_zip
+
+
+@pytest.fixture(scope="session")
+def shapes_workspace(tmp_path_factory) -> Path:
+    """A prepared workspace of 40 generated shapes images (32 train, 8 val, 3 classes). Read-only."""
+    base = tmp_path_factory.mktemp("shapes")
+    archive = make_voc_zip(base / "shapes.zip", SyntheticSpec(images=40, seed=7))
+    prepare(archive, base / "ws", PrepareOptions(val_ratio=0.2))
+    return base / "ws"

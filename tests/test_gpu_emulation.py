@@ -1,0 +1,118 @@
+"""GPU plans, proven on the CPU: each trains with its planned numerics, finishes, exports, and the export verifies.
+
+Each training runs in its own process, because logical CPU devices can only be made before
+TensorFlow starts. Precision, XLA, strategy and sync batch norm are the plan's; only the batch
+may be scaled down to fit the CPU. A failure here would be a failure on real GPUs too: change
+the plan, never the test.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.events import read_events
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+# 20 steps at a 128-pixel input: the numerics (precision, loss scaling, XLA, strategy, sync BN) are the
+# plan's, at a quarter of the catalogue's pixels so that four trainings fit the suite's time.
+SHORT = ["--steps", "20", "trainer.steps_per_loop=5", "trainer.checkpoint_interval=10",
+         "trainer.validation_interval=20", "task.model.input_size=[128,128,3]"]
+
+
+def pipeline(*args: str, timeout: float = 600) -> tuple[int, dict]:
+    done = subprocess.run([sys.executable, "-m", "pipeline", *args, "--json"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    try:
+        return done.returncode, json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"no JSON from pipeline {args[0]} (exit {done.returncode}): {done.stderr[-3000:]}")
+
+
+def train_and_export(workspace: Path, job: Path, spec: str, *extra: str) -> tuple[list[dict], dict, dict]:
+    code, out = pipeline("train", str(workspace), "--model", "mobilenetv2-fpn", "--no-pretrained",
+                         "--assume-hardware", spec, "--job-dir", str(job), *extra, *SHORT)
+    events = read_events(job / "events.jsonl")
+    assert code == 0, (out, events[-1:])
+    params = yaml.safe_load((job / "params.yaml").read_text())
+    code, report = pipeline("export", str(job), "--out", str(job / "model.zip"), "--no-tflite", "--samples", "1")
+    assert code == 0, report
+    return events, params, report
+
+
+def check_trained(events: list[dict], report: dict) -> dict:
+    started = events[0]
+    assert started["event"] == "started" and started["emulated"] is True
+    assert events[-1]["event"] == "finished" and events[-1]["step"] == 20
+    losses = [e["total_loss"] for e in events if e["event"] == "progress"]
+    assert losses and all(isinstance(v, float) and math.isfinite(v) for v in losses)
+    # The export ran in a fresh process on every validation image and agreed with training.
+    assert report["export_ap50"] is not None
+    assert abs(report["export_ap50"] - report["training_ap50"]) <= report["tolerance"]
+    return started
+
+
+def test_one_hopper_gpu_plan_bfloat16_with_xla(shapes_workspace, tmp_path):
+    events, params, report = train_and_export(shapes_workspace, tmp_path / "job", "gpus=1,memory_gb=80,cc=9.0")
+    started = check_trained(events, report)
+    runtime = params["runtime"]
+    assert runtime["mixed_precision_dtype"] == "bfloat16" and runtime["enable_xla"] is True
+    assert params["task"]["train_data"]["dtype"] == "bfloat16"
+    assert (started["precision"], started["xla"], started["replicas"]) == ("bfloat16", True, 1)
+
+
+def test_one_turing_gpu_plan_float16_with_loss_scaling_recovers_a_nan(shapes_workspace, tmp_path):
+    """float16 trains with dynamic loss scaling, and a forced NaN is rolled back as under float32."""
+    job = tmp_path / "job"
+    events, params, report = train_and_export(
+        shapes_workspace, job, "gpus=1,memory_gb=16,cc=7.5", "--recovery-lr-factor", "0.0001",
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1000")
+    started = check_trained(events, report)
+    assert params["runtime"]["mixed_precision_dtype"] == "float16" and params["runtime"]["loss_scale"] == "dynamic"
+    assert (started["precision"], started["xla"]) == ("float16", True)
+    names = [e["event"] for e in events]
+    assert "nan" in names and names[names.index("nan") + 1] == "recovered"
+    assert json.loads((job / "state.json").read_text())["recoveries"] >= 1
+
+
+def test_two_ampere_gpus_plan_mirrored_with_sync_batch_norm(shapes_workspace, tmp_path):
+    events, params, report = train_and_export(shapes_workspace, tmp_path / "job", "gpus=2,memory_gb=40,cc=8.0")
+    started = check_trained(events, report)
+    assert params["runtime"]["distribution_strategy"] == "mirrored" and params["runtime"]["num_gpus"] == 2
+    assert params["task"]["model"]["norm_activation"]["use_sync_bn"] is True
+    assert params["runtime"]["enable_xla"] is False
+    assert (started["precision"], started["replicas"]) == ("bfloat16", 2)
+    assert started["batch_size"] % 2 == 0
+
+
+def test_show_config_prints_the_described_machines_plan(shapes_workspace):
+    code, out = pipeline("train", str(shapes_workspace), "--model", "resnet50-fpn", "--show-config",
+                         "--assume-hardware", "gpus=4,memory_gb=80,cc=8.0", timeout=120)
+    assert code == 0
+    runtime = out["config"]["runtime"]
+    assert (runtime["num_gpus"], runtime["mixed_precision_dtype"], runtime["distribution_strategy"]) == \
+        (4, "bfloat16", "mirrored")
+    assert out["config"]["task"]["train_data"]["global_batch_size"] % 4 == 0
+
+
+def test_a_gpu_plan_without_gpus_fails_at_start_with_the_cause(shapes_workspace, tmp_path):
+    """A job planned for real GPUs that TensorFlow cannot see ends in a `failed` event, not in silence."""
+    from pipeline.hardware import parse_hardware_spec
+    from pipeline.launch import create_job
+    from pipeline.train_config import TrainRequest
+
+    real = parse_hardware_spec("gpus=1,memory_gb=16,cc=7.5")
+    real = type(real)(**(real.to_json() | {"assumed": False}))  # as if nvidia-smi had listed it
+    job, _ = create_job(shapes_workspace, TrainRequest("mobilenetv2-fpn", steps=5, pretrained=False),
+                        tmp_path / "job", real, tmp_path / "cache")
+    code, out = pipeline("train", str(shapes_workspace), "--job-dir", str(job.root), timeout=300)
+    assert code == 2
+    (failed,) = read_events(job.events)
+    assert failed["event"] == "failed" and failed["stage"] == "start" and failed["resumable"] is False
+    assert "TensorFlow sees 0" in failed["message"] and "CUDA" in failed["message"]
