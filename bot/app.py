@@ -1,9 +1,10 @@
 """The composition root: builds the Application, its services and its handlers."""
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+import logging
 
 from telegram import BotCommand, Update
+from telegram.error import TelegramError
 from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, MessageHandler,
                           TypeHandler, filters)
 
@@ -16,6 +17,7 @@ from .monitor import watch
 from .training import TrainingService
 
 WATCH_INTERVAL_S = 2.0
+log = logging.getLogger(__name__)
 
 
 def build_application(settings: Settings) -> Application:
@@ -32,7 +34,7 @@ def build_application(settings: Settings) -> Application:
                            ("labels", handlers.labels), ("model", handlers.model), ("train", handlers.train),
                            ("status", handlers.status), ("stop", handlers.stop), ("resume", handlers.resume),
                            ("jobs", handlers.jobs), ("export", handlers.export), ("predict", handlers.predict),
-                           ("dataset", handlers.dataset_url)):
+                           ("dataset", handlers.dataset_url), ("datasets", handlers.datasets)):
         app.add_handler(CommandHandler(name, callback))
     app.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
     app.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
@@ -45,20 +47,29 @@ async def _post_init(app: Application) -> None:
     settings: Settings = app.bot_data["settings"]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.db_path)
-    executor = ProcessPoolExecutor(max_workers=1)  # dataset checks: off the event loop, one at a time
-    app.bot_data["executor"] = executor
+    datasets = DatasetService(store, settings)  # checks in a worker process, one at a time
     app.bot_data["services"] = handlers.Services(
-        datasets=DatasetService(store, settings, executor), training=TrainingService(store, settings),
+        datasets=datasets, training=TrainingService(store, settings),
         allowed=settings.allowed_user_ids, download_limit_mb=settings.download_limit_mb,
         local_mode=settings.local_mode)
     await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
+    await _tell_interrupted(app, datasets.recover_interrupted())
+    await datasets.repair_interrupted_edits()
     app.job_queue.run_repeating(watch, interval=WATCH_INTERVAL_S, first=0.5, name="watch")
 
 
+async def _tell_interrupted(app: Application, datasets: list) -> None:
+    """Checks a restart cut short: their datasets are failed; their owners hear it from us."""
+    for dataset in datasets:
+        try:  # a user's private chat has the user's id
+            await app.bot.send_message(dataset.user_id, texts.check_interrupted(dataset.id, dataset.name))
+        except TelegramError as error:
+            log.warning("could not tell user %s that dataset %s was interrupted: %s", dataset.user_id,
+                        dataset.id, error)
+
+
 async def _post_shutdown(app: Application) -> None:
-    executor = app.bot_data.get("executor")
-    if executor:
-        executor.shutdown(wait=False, cancel_futures=True)
     services = app.bot_data.get("services")
     if services:
+        services.datasets.close()  # the check worker is killed; its dataset is settled at the next start
         services.datasets.store.close()

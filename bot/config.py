@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLOUD_DOWNLOAD_MB, CLOUD_UPLOAD_MB, LOCAL_LIMIT_MB = 20, 50, 2000
+# Fine-tunes take a few thousand steps; 100,000 is about 7 h of the fastest detector on a 2-core CPU.
+DEFAULT_MAX_STEPS = 100_000
 
 
 class ConfigError(Exception):
@@ -34,6 +36,7 @@ class Settings:
     gpus_per_job: int | None = None  # None: every visible GPU with one training slot, else one each
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES as given; None: unset, every GPU is visible
     allow_private_urls: bool = False  # URLs fetched for a chat user may name private (RFC 1918/ULA) hosts
+    max_steps: int = DEFAULT_MAX_STEPS  # the most training steps a chat user may ask for
 
     @property
     def db_path(self) -> Path:
@@ -72,6 +75,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         # "" is not "unset": CUDA reads an empty list as no GPU at all.
         visible_devices=values.get("CUDA_VISIBLE_DEVICES"),
         allow_private_urls=_flag(values, "DETBOT_ALLOW_PRIVATE_URLS"),
+        max_steps=_whole(values, "DETBOT_MAX_STEPS", DEFAULT_MAX_STEPS),
     )
 
 
@@ -114,6 +118,17 @@ def _number(values: dict, key: str, default: float, minimum: float) -> float:
     if value < minimum:
         raise ConfigError(f"{key}={raw} is too small: use at least {minimum:g} (default {default:g}).")
     return value
+
+
+def _whole(values: dict, key: str, default: int) -> int:
+    # Not _number: float() takes "inf" and "1e15", which no whole-number setting should.
+    raw = values.get(key, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigError(f"{key}={raw} is not a whole number of 1 or more: set it like {key}={default} "
+                          f"(the default), or leave it out.")
+    return int(raw)
 
 
 def _gpu_count(values: dict, key: str) -> int | None:

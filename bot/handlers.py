@@ -8,6 +8,7 @@ from pathlib import Path
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatAction
+from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from pipeline.errors import PipelineError
@@ -15,7 +16,7 @@ from pipeline.hardware import detect_hardware
 from pipeline.models import catalog, get_model, recommend
 from storage import StoreError
 
-from . import texts
+from . import cleanup, texts
 from .datasets import DatasetError, DatasetService
 from .training import TrainingError, TrainingService, parse_train_args
 
@@ -41,6 +42,8 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user = update.effective_user
     if user is not None and user.id in services(context).allowed:
         services(context).datasets.store.ensure_user(user.id, user.full_name)
+        # Writing to the bot means they unblocked it: the watcher may message them again.
+        services(context).datasets.store.resume_notices(user.id)
         return
     if update.callback_query:
         await update.callback_query.answer(texts.STRANGER, show_alert=True)
@@ -62,11 +65,15 @@ async def document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if size_mb > svc.download_limit_mb:
         await message.reply_text(texts.too_big(size_mb, svc.download_limit_mb, svc.local_mode))
         return
-    svc.datasets.check_quota(update.effective_user.id, doc.file_size or 0)
-    target = svc.datasets.user_dir(update.effective_user.id) / "uploads" / f"{doc.file_unique_id}.zip"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    await (await doc.get_file()).download_to_drive(target)
-    await _check(update, context, target, doc.file_name)
+    # Reserved before the download: concurrent uploads cannot together pass the quota.
+    reserved = doc.file_size or svc.download_limit_mb * 2**20
+    dataset = await svc.datasets.reserve(update.effective_user.id, doc.file_name, reserved)
+    try:
+        await (await doc.get_file()).download_to_drive(svc.datasets.upload_path(dataset))
+    except BaseException:
+        svc.datasets.discard(dataset)
+        raise
+    await _check(update, context, dataset)
 
 
 async def dataset_url(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -74,25 +81,23 @@ async def dataset_url(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await update.effective_message.reply_text("Usage: /dataset https://example.com/my-dataset.zip")
         return
     svc, url = services(context), context.args[0]
-    target = svc.datasets.user_dir(update.effective_user.id) / "uploads" / f"url-{secrets.token_hex(4)}.zip"
-    await update.effective_message.reply_text("Downloading...")
-    await svc.datasets.fetch_url(update.effective_user.id, url, target)
-    await _check(update, context, target, url.rsplit("/", 1)[-1] or "dataset.zip")
+    await update.effective_message.reply_text(texts.DOWNLOADING)
+    dataset = await svc.datasets.fetch_url(update.effective_user.id, url)
+    await _check(update, context, dataset)
 
 
-async def _check(update: Update, context: ContextTypes.DEFAULT_TYPE, archive: Path, name: str) -> None:
-    message = update.effective_message
-    await message.reply_text(f"Got {name}. Checking it (unpacking, every image and XML)...")
+async def _check(update: Update, context: ContextTypes.DEFAULT_TYPE, dataset) -> None:
+    message, name = update.effective_message, dataset.name
+    await message.reply_text(texts.checking(name))
     await message.chat.send_action(ChatAction.TYPING)
-    dataset = await services(context).datasets.check(update.effective_user.id, archive, name)
+    dataset = await services(context).datasets.check(dataset)
     if dataset.status == "failed":
-        await message.reply_text(f"I could not use {name}: {dataset.error}")
+        await message.reply_text(texts.could_not_use(name, dataset.error))
         return
     await message.reply_text(texts.report(dataset.id, dataset.summary))
     preview = Path(dataset.summary["outputs"]["preview"])
     if preview.exists():
-        await message.reply_photo(preview.read_bytes(), caption="Sample images with their boxes; "
-                                                                "problem images first, framed red.")
+        await message.reply_photo(preview.read_bytes(), caption=texts.PREVIEW_CAPTION)
 
 
 async def split(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -137,8 +142,11 @@ async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     dataset = svc.datasets.ready(user_id)
     user = svc.datasets.store.get_user(user_id)
     name = user.chosen_model or recommend(dataset.summary.get("labelled_images", 0), detect_hardware()).name
-    request = parse_train_args(context.args or [], name)
+    max_steps = svc.training.settings.max_steps
+    request = parse_train_args(context.args or [], name, max_steps)
     card = svc.training.card(dataset, request)
+    if card["steps"] > max_steps:  # epochs, or the default length, planned past the ceiling
+        raise TrainingError(texts.too_many_steps(card["steps"], max_steps))
     token = secrets.token_hex(4)
     context.user_data[f"train:{token}"] = (dataset.id, request)
     buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Start", callback_data=f"train:start:{token}"),
@@ -169,9 +177,11 @@ async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    items = services(context).datasets.store.jobs(update.effective_user.id)
-    lines = [f"{j.id}  {j.model}  {j.status}  dataset {j.dataset_id}" for j in items] or ["No jobs yet: /train"]
-    await update.effective_message.reply_text("\n".join(lines))
+    await cleanup.jobs(update, context)  # the list, disk use, and delete buttons for ended jobs
+
+
+async def datasets(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await cleanup.datasets(update, context)
 
 
 async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -234,6 +244,14 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.message.reply_text(f"Job {job_id}: " + ("stopping." if action == "stop" else "continuing."))
     elif kind == "noop":
         await query.edit_message_reply_markup(None)
+    elif kind == "ds":
+        await cleanup.dataset_button(query, context, *rest.split(":", 1))
+    elif kind == "jobdel":
+        await cleanup.job_files_button(query, context, *rest.split(":", 1))
+    elif kind == "preddel":
+        await cleanup.predictions_button(query, context, rest)
+    elif kind == "keep":
+        await query.edit_message_text(texts.CANCELLED_DELETE)
 
 
 async def _train_button(query, context, action: str, token: str) -> None:
@@ -252,7 +270,23 @@ async def _train_button(query, context, action: str, token: str) -> None:
     # edits this message instead of racing to send another.
     svc.datasets.store.update_job(job.id, status_message_id=query.message.message_id, last_status_text=text)
     await query.edit_message_text(text)
-    await svc.training.start_queued()
+    for started in await svc.training.start_queued():
+        if started.status == "failed":  # its trainer could not even be launched; it holds no slot now
+            await _launch_failed(context.bot, svc, started)
+
+
+async def _launch_failed(bot, svc: Services, job) -> None:
+    """In the job's status message (the card), which nothing else edits once the job has failed."""
+    text = texts.launch_failed(job.id, job.error)
+    try:
+        if job.status_message_id:
+            await bot.edit_message_text(text, chat_id=job.chat_id, message_id=job.status_message_id)
+        else:
+            await bot.send_message(job.chat_id, text)
+    except BadRequest as error:
+        log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
+        await bot.send_message(job.chat_id, text)
+    svc.training.store.update_job(job.id, last_status_text=text)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -9,22 +9,53 @@ import logging
 from pathlib import Path
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
+from . import texts
 from .training import Outgoing, TrainingError
 
 log = logging.getLogger(__name__)
 
 
 async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """One tick. Each job, and each user's messages, fail alone: a broken events file or a user
+    who blocked the bot is logged, and every other job is still watched and the queue still runs."""
     svc = context.bot_data["services"]
     training = svc.training
     for job in training.store.active_jobs():
-        for outgoing in training.poll(job):
-            await deliver(context.bot, svc, outgoing)
-    for job in await training.start_queued():
-        await deliver(context.bot, svc, Outgoing("status", job, training.status_text(job)))
+        try:
+            outgoing = training.poll(job)
+        except Exception:
+            log.exception("job %s could not be watched this tick; the other jobs go on", job.id)
+            continue
+        await send(context.bot, svc, job.user_id, outgoing)
+    try:
+        started = await training.start_queued()
+    except Exception:
+        log.exception("the queue could not be run this tick; it is tried again on the next")
+        return
+    for job in started:
+        if job.status == "failed":  # the trainer never ran: say why, not just "failed"
+            await send(context.bot, svc, job.user_id, [Outgoing("text", job, texts.launch_failed(job.id, job.error))])
+        else:
+            await send(context.bot, svc, job.user_id, [Outgoing("status", job, training.status_text(job))])
+
+
+async def send(bot: Bot, svc, user_id: int, items: list[Outgoing]) -> None:
+    """One user's messages, in order. A user who blocked the bot is paused, not retried every tick."""
+    store = svc.training.store
+    if not items or store.notices_paused(user_id):
+        return
+    try:
+        for outgoing in items:
+            await deliver(bot, svc, outgoing)
+    except Forbidden as error:
+        store.pause_notices(user_id)
+        log.warning("user %s blocked the bot (%s): messages to them wait until they write again; "
+                    "their jobs go on", user_id, error)
+    except Exception:
+        log.exception("messages to user %s failed this tick; the other users' go on", user_id)
 
 
 async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:

@@ -11,7 +11,9 @@ HELP = """detbot trains an object detector on your own photos.
 4. /model - pick a detector (the recommended one is marked).
 5. /train [epochs | N steps] [key=value ...] - a confirmation card, then training starts.
 While it trains: live progress here, loss curves, an alert at once if the loss turns NaN.
-/status, /stop, /resume, /jobs, /export - follow and control your jobs.
+/status, /stop, /resume, /jobs, /export - follow and control your jobs; /jobs also shows your disk use
+and deletes the files of ended jobs.
+/datasets - your datasets: choose the current one, delete old ones.
 /predict - then send a photo: I draw what the model finds.
 /dataset URL - a dataset too large to send through Telegram."""
 
@@ -19,7 +21,7 @@ COMMANDS = [("start", "what this bot does"), ("help", "the whole flow"), ("split
             ("labels", "classes and label map"), ("model", "choose a detector"), ("train", "start training"),
             ("status", "progress of your job"), ("stop", "stop a job"), ("resume", "resume an interrupted job"),
             ("jobs", "your jobs"), ("export", "send the model again"), ("predict", "try the model on a photo"),
-            ("dataset", "fetch a dataset from a URL")]
+            ("dataset", "fetch a dataset from a URL"), ("datasets", "your datasets: choose, delete")]
 
 STRANGER = "Sorry, this detbot is private. Ask its owner to add your Telegram id to ALLOWED_USER_IDS."
 APOLOGY = "Sorry, something went wrong on my side; it is logged. Nothing you sent was lost - please try again."
@@ -140,3 +142,232 @@ def not_resumable(job_id: str) -> str:
 
 def stopped(job_id: str, step: int) -> str:
     return f"Job {job_id} stopped at step {step}, with a checkpoint. /resume {job_id} continues it."
+
+
+# --- /train: what a chat user may set, and why a request is refused -------------------------------
+
+TRAIN_SETTING_ABOUT = {
+    "lr": "learning rate", "batch": "images per training step",
+    "eval_every": "steps between evaluations",
+    "early_stop": "stop after this many evaluations without a better AP (0: never)",
+    "checkpoint_every": "steps between checkpoints", "report_every": "steps between progress reports",
+    "hflip": "random horizontal flips", "scale_min": "smallest random zoom", "scale_max": "largest random zoom",
+}
+
+
+def train_settings(options) -> str:
+    """The allowlist (``pipeline.chat_overrides.OPTIONS``), one setting a line."""
+    lines = ["/train takes a length (/train 30 for epochs, /train 500 steps) and these settings as name=value, "
+             "e.g. /train 500 steps lr=0.01 batch=16:"]
+    lines += [f"  {o.name}: {TRAIN_SETTING_ABOUT.get(o.name, o.target)}, {_allowed(o)}" for o in options]
+    return "\n".join(lines)
+
+
+def _allowed(option) -> str:
+    if option.kind is bool:
+        return "true or false"
+    return f"{'a whole number' if option.kind is int else 'a number'} from {option.low:g} to {option.high:g}"
+
+
+def _short(word: str) -> str:
+    return word if len(word) <= 60 else word[:57] + "..."
+
+
+def train_option_refused(word: str, options) -> str:
+    return (f"'{_short(word)}' looks like an option of the trainer; /train passes none on, only the settings "
+            f"below.\n{train_settings(options)}")
+
+
+def train_word_unknown(word: str, options) -> str:
+    return f"I don't understand '{_short(word)}'.\n{train_settings(options)}"
+
+
+def train_setting_refused(error, options) -> str:
+    """A ``pipeline.chat_overrides.ChatOptionError``, worded for the chat."""
+    option, word = error.option, _short(error.word)
+    if error.problem == "unknown":
+        name = _short(error.word.partition("=")[0])
+        return f"'{name}' cannot be set from the chat.\n{train_settings(options)}"
+    if error.problem == "twice":
+        return f"{option.name} is given twice ('{word}'); give it once."
+    if option.name in ("steps", "epochs"):
+        limit = " (this bot's limit)" if option.name == "steps" else ""
+        return f"'{word}' refused: {option.name} must be {_allowed(option)}{limit}."
+    return f"'{word}' refused: {option.name} ({TRAIN_SETTING_ABOUT.get(option.name, option.target)}) must be " \
+           f"{_allowed(option)}."
+
+
+BOTH_LENGTHS = "Give either steps or epochs, not both: /train 30 (epochs) or /train 500 steps."
+
+
+def too_many_steps(steps: int, max_steps: int) -> str:
+    return (f"That makes {steps} training steps; this bot allows at most {max_steps}. Ask for fewer: "
+            "/train N steps, or fewer epochs.")
+
+
+def job_cap(limit: int) -> str:
+    return f"You already have {limit} jobs queued or running; wait for one to finish or /stop one."
+
+
+def launch_failed(job_id: str, reason: str | None) -> str:
+    return (f"Job {job_id} could not start: {reason or 'no reason was given'}\n"
+            "Nothing ran, and it no longer holds a place in the queue. Fix the cause, then /train again.")
+
+
+def pipeline_exit(code: int | None, detail: str) -> str:
+    """Why a pipeline command gave no answer, for a job's error: its exit code and last stderr line."""
+    return f"the pipeline stopped with exit code {code}" + (f" ({detail})" if detail else " and said nothing")
+
+
+NO_TRAINER = "the launch reported no trainer process"
+
+
+def launch_crashed(error_name: str) -> str:
+    return f"the bot could not launch the trainer ({error_name}); the bot log has the details"
+
+
+def dataset_in_use(dataset_id: str, jobs: tuple, change: str) -> str:
+    """``change``: what was refused ("split", "classes"); ``jobs``: the queued/running jobs on the dataset."""
+    listed = ", ".join(f"{job.id} ({job.status})" for job in jobs)
+    one = len(jobs) == 1
+    return (f"Dataset {dataset_id} is in use by job{'' if one else 's'} {listed}, so its {change} cannot change: "
+            f"a job trains on exactly the records it was queued with. Wait until the job{' ends' if one else 's end'} "
+            f"(or /stop {'it' if one else 'them'}), then try again; or send the zip again to get a separate copy "
+            "you can change now.")
+
+
+# --- uploads, quotas, /datasets and /jobs clean-up ------------------------------------------
+
+def size_text(size: float) -> str:
+    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
+
+
+def checking(name: str) -> str:
+    return f"Got {name}. Checking it (unpacking, every image and XML)..."
+
+
+def could_not_use(name: str, error: str | None) -> str:
+    return f"I could not use {name}: {error}"
+
+
+PREVIEW_CAPTION = "Sample images with their boxes; problem images first, framed red."
+DOWNLOADING = "Downloading..."
+URL_USAGE = "Give an http(s) URL of a .zip file: /dataset https://example.com/data.zip"
+# One sentence for every refused or unreachable address, so replies cannot map a network.
+URL_REFUSED = ("I could not download that URL: it is unreachable, not allowed, or too slow. Check that it "
+               "is a public http(s) link to a .zip file and try again.")
+
+
+def url_too_large(cap: int, by_quota: bool) -> str:
+    why = "the room left in your disk quota" if by_quota else "the largest download this bot accepts"
+    return f"That file is larger than {size_text(cap)}, {why}. Send a smaller zip." + (
+        " /datasets and /jobs show what you can delete." if by_quota else "")
+
+
+def downloads_busy(count: int) -> str:
+    return f"You already have {count} download(s) running; wait for them to finish, then try again."
+
+
+def quota_full(used: int, limit: int, wanted: int | None = None) -> str:
+    need = f"this needs {size_text(wanted)} more, which does not fit" if wanted else "nothing more fits"
+    return (f"Your files use {size_text(used)} of your {size_text(limit)}; {need}. Delete old datasets "
+            "(/datasets) or job files (/jobs), or ask the bot's owner for more room.")
+
+
+_CRASHES = {
+    "disk_full": "the server's disk is full. Please tell the bot's owner; nothing of yours was kept.",
+    "name_too_long": "a file path in it is too long for the server's disk. Shorten the folder and file "
+                     "names, zip it again and send it.",
+    "memory": "checking it needed more memory than a check may use. Send a smaller dataset, or split it.",
+    "worker_died": "the checker stopped unexpectedly (it may have run out of memory). Send the zip again; "
+                   "if it happens again, send a smaller dataset.",
+    "internal": "something went wrong on my side while checking it; it is logged. Send the zip again.",
+}
+
+
+def check_crashed(kind: str) -> str:
+    return _CRASHES.get(kind, _CRASHES["internal"])
+
+
+CHECK_INTERRUPTED = "the bot restarted while checking it. Send the zip again."
+
+
+def check_interrupted(dataset_id: str, name: str) -> str:
+    return f"I restarted while checking {name} (dataset {dataset_id}), so that check was stopped. Please send it again."
+
+
+def usage_line(usage) -> str:
+    return (f"Disk: {size_text(usage.total)} of {size_text(usage.limit)} (datasets {size_text(usage.datasets)}, "
+            f"jobs {size_text(usage.jobs)}, predictions {size_text(usage.predictions)}).")
+
+
+def datasets_list(datasets: list, current_id: str | None, usage) -> str:
+    if not datasets:
+        return "No datasets yet: send me a .zip of your Pascal VOC dataset.\n" + usage_line(usage)
+    lines = ["Your datasets (* = current, used by /train):"]
+    lines += [f"{'*' if d.id == current_id else ' '} {d.id}  {d.name}  {d.status}  {size_text(d.size_bytes)}"
+              for d in datasets]
+    lines.append(usage_line(usage))
+    return "\n".join(lines)
+
+
+def use_button(dataset_id: str) -> str:
+    return f"Use {dataset_id}"
+
+
+def delete_button(item_id: str) -> str:
+    return f"Delete {item_id}"
+
+
+CONFIRM_DELETE = "Yes, delete"
+KEEP = "No, keep"
+DELETE_PREDICTIONS_BUTTON = "Delete predictions"
+
+
+def confirm_delete_dataset(dataset) -> str:
+    return (f"Delete dataset {dataset.id} ({dataset.name}, {size_text(dataset.size_bytes)})? Its files and "
+            "its ended jobs, with their models, are deleted too. This cannot be undone.")
+
+
+def dataset_deleted(dataset_id: str) -> str:
+    return f"Dataset {dataset_id} deleted."
+
+
+def dataset_current(dataset_id: str) -> str:
+    return f"Dataset {dataset_id} is now current: /train, /split and /labels use it."
+
+
+def dataset_not_ready(dataset_id: str, status: str) -> str:
+    return f"Dataset {dataset_id} is {status}; only a ready dataset can be used, and a ready or failed one deleted."
+
+
+def dataset_busy(dataset_id: str, jobs: tuple) -> str:
+    listed = ", ".join(job.id for job in jobs)
+    return f"Dataset {dataset_id} is used by job {listed}; stop it or let it finish before deleting the dataset."
+
+
+def jobs_list(jobs: list, usage) -> str:
+    lines = [f"{j.id}  {j.model}  {j.status}  dataset {j.dataset_id}" for j in jobs] or ["No jobs yet: /train"]
+    lines.append(usage_line(usage))
+    return "\n".join(lines)
+
+
+def confirm_delete_job(job_id: str, size: int) -> str:
+    return (f"Delete the files of job {job_id} ({size_text(size)}: checkpoints and the exported model)? "
+            "It leaves /jobs; this cannot be undone.")
+
+
+def job_deleted(job_id: str) -> str:
+    return f"Job {job_id} and its files deleted."
+
+
+def job_not_deletable(job_id: str, status: str) -> str:
+    return f"Job {job_id} is {status}; only finished, failed or stopped jobs can be deleted."
+
+
+def confirm_delete_predictions(size: int) -> str:
+    return f"Delete the photos you sent to /predict and their drawn results ({size_text(size)})?"
+
+
+PREDICTIONS_DELETED = "Predictions deleted."
+CANCELLED_DELETE = "Kept."

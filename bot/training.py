@@ -6,25 +6,28 @@ new event becomes at most one message (idempotent across restarts).
 """
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import math
 import os
-import sys
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipeline.chat_overrides import (EPOCHS, OPTIONS, ChatOptionError, ChatSettings, literal, parse_chat_settings,
+                                     parse_value, steps_option)
+from pipeline.errors import PipelineError
 from pipeline.hardware import detect_hardware, visible_gpu_ids
+from pipeline.events import parse_line
 from pipeline.jobs import JobPaths, request_stop, running_pid
 from pipeline.models import get_model
 from pipeline.train_config import TrainRequest, plan_schedule, workspace_facts
 from pipeline.workspace import Workspace
-from storage import Dataset, Job, Store
+from storage import Dataset, Job, Store, StoreError
 
 from . import texts
+from .cli_runner import LAUNCH_LOG
+from .cli_runner import run_cli as _run_cli
 from .config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Seconds per step at the CPU batch, measured on this 2-core machine; elsewhere ETA comes from progress.
 CPU_STEP_S = {"mobilenetv2-fpn": 0.25, "spinenet49-mobile": 0.5, "resnet50-fpn": 1.7, "spinenet49": 1.5}
 STARTUP_GRACE_S = 120.0
+UNITS = {"steps": "steps", "step": "steps", "epochs": "epochs", "epoch": "epochs"}
+# Some Telegram clients turn a typed "--" into a dash.
+OPTION_DASHES = ("-", "\u2014", "\u2013")
 
 
 class TrainingError(Exception):
@@ -76,10 +82,13 @@ class TrainingService:
 
     def enqueue(self, user_id: int, chat_id: int, dataset: Dataset, request: TrainRequest) -> Job:
         if self.store.count_active(user_id) >= self.settings.max_jobs_per_user:
-            raise TrainingError(f"You already have {self.settings.max_jobs_per_user} jobs queued or running; "
-                                "wait for one to finish or /stop one.")
-        job_dir = dataset.workspace / "jobs" / f"{request.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-        return self.store.add_job(user_id, chat_id, dataset.id, job_dir, request.model, _request_json(request))
+            raise TrainingError(texts.job_cap(self.settings.max_jobs_per_user))
+        stored = _request_json(request)
+        _checked_request(stored, self.settings.max_steps)  # a request that could never launch is never queued
+        # Two jobs queued within a second must not share a folder: the second would "resume" the first.
+        name = f"{request.model}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        job_dir = dataset.workspace / "jobs" / name
+        return self.store.add_job(user_id, chat_id, dataset.id, job_dir, request.model, stored)
 
     async def start_queued(self) -> list[Job]:
         started = []
@@ -101,13 +110,27 @@ class TrainingService:
             log.info("job %s gets GPU %s", job.id, ",".join(gpus))
         # Stored before the await: a launch running meanwhile already counts these GPUs as held.
         self.store.update_job(job.id, status="starting", started=time.time(), gpus=gpus)
-        dataset = self.store.dataset(job.user_id, job.dataset_id)
-        # The detached trainer inherits this environment, and with it its GPUs.
-        out = await self._run_cli(["train", str(dataset.workspace), *_train_args(job), "--detach", "--json"],
-                                  env=_gpu_env(gpus))
-        if "error" in out:
-            return self.store.update_job(job.id, status="failed", error=out["error"]["message"], finished=time.time())
-        return self.store.update_job(job.id, status="running", pid=out["pid"])
+        try:
+            dataset = self.store.dataset(job.user_id, job.dataset_id)
+            argv = ["train", str(dataset.workspace), *_train_args(job, self.settings)]
+            # The detached trainer inherits this environment, and with it its GPUs.
+            out = await self._run_cli(argv, env=_gpu_env(gpus))
+        except Exception as error:  # a job that cannot even be launched must not keep its slot
+            log.exception("job %s: the trainer could not be launched", job.id)
+            known = isinstance(error, (PipelineError, TrainingError, StoreError))
+            out = {"error": {"message": str(error) if known else texts.launch_crashed(type(error).__name__)}}
+        pid = out.get("pid") if isinstance(out, dict) else None
+        if pid is None and isinstance(out, dict) and out.get("running"):
+            pid = running_pid(JobPaths(job.job_dir))  # its trainer was still running: nothing was started
+        if not isinstance(pid, int):
+            return self._launch_failed(job, out)
+        return self.store.update_job(job.id, status="running", pid=pid)
+
+    def _launch_failed(self, job: Job, out) -> Job:
+        error = out.get("error") if isinstance(out, dict) else None
+        reason = error.get("message") if isinstance(error, dict) else None
+        log.warning("job %s could not start: %s (the launch's stderr: %s)", job.id, reason, job.job_dir / LAUNCH_LOG)
+        return self.store.update_job(job.id, status="failed", error=reason or texts.NO_TRAINER, finished=time.time())
 
     def _held_gpus(self) -> set[str]:
         held = set()
@@ -123,10 +146,16 @@ class TrainingService:
         failure = self.store.last_event(job.id, "failed") if job.status == "failed" else None
         if failure is not None and not failure.payload.get("resumable", True):
             raise TrainingError(texts.not_resumable(job.id))
+        # No await from here to the update: two /resume at once cannot both pass the cap.
+        if self.store.count_active(user_id) >= self.settings.max_jobs_per_user:
+            raise TrainingError(texts.job_cap(self.settings.max_jobs_per_user))
         JobPaths(job.job_dir).stop_flag.unlink(missing_ok=True)
         self.store.update_job(job.id, status="queued", error=None, finished=None)
         await self.start_queued()
-        return self.store.job(user_id, job_id)
+        job = self.store.job(user_id, job_id)
+        if job.status == "failed":  # its trainer could not even be launched
+            raise TrainingError(texts.launch_failed(job.id, job.error))
+        return job
 
     def stop(self, user_id: int, job_id: str) -> Job:
         job = self.store.job(user_id, job_id)
@@ -162,11 +191,23 @@ class TrainingService:
         with path.open("rb") as stream:
             stream.seek(job.events_offset)
             data = stream.read()
+        # A last line without its newline is still being written: it is read whole on a later tick.
         complete = data[: data.rfind(b"\n") + 1]
-        events = [json.loads(line) for line in complete.splitlines() if line.strip()]
-        if events:
+        events, position = [], job.events_offset
+        for line in complete.splitlines(keepends=True):
+            position += len(line)
+            if not line.strip():
+                continue
+            event, clean = parse_line(line)
+            if event is not None:
+                events.append(event)
+            if not clean:  # what is skipped is never re-read: the offset moves past it
+                log.warning("job %s: events.jsonl bytes %d-%d are not one event record; %s: %r", job.id,
+                            position - len(line), position, "kept the record after the tear" if event else "skipped",
+                            line[:120])
+        if complete:
             last = self.store.last_event(job.id)
-            self.store.add_events(job.id, last.seq + 1 if last else 0, events, job.events_offset + len(complete))
+            self.store.add_events(job.id, last.seq + 1 if last else 0, events, position)
         return events
 
     def _on_event(self, job: Job, event: dict) -> list[Outgoing]:
@@ -250,35 +291,43 @@ class TrainingService:
         return _gpu_env(gpus)
 
 
-def parse_train_args(args: list[str], model: str) -> TrainRequest:
-    """``/train [E | N steps | steps=N | epochs=E] [key=value ...]``."""
-    steps = epochs = None
-    overrides = []
+def parse_train_args(args: list[str], model: str, max_steps: int) -> TrainRequest:
+    """``/train [E | N steps | steps=N | epochs=E] [name=value ...]``: every word is data, checked here;
+    settings are only those of ``pipeline.chat_overrides``, and no word reaches the trainer as typed."""
+    lengths: dict[str, int | float] = {}
+    settings = []
     words = list(args)
-    while words:
-        word = words.pop(0)
-        if word.startswith(("steps=", "epochs=")):
-            key, _, value = word.partition("=")
-            words.insert(0, value)
-            words.insert(1, key)
-            continue
-        if _is_number(word) and words and words[0] in ("steps", "step"):
-            steps, _ = int(float(word)), words.pop(0)
-        elif _is_number(word) and words and words[0] in ("epochs", "epoch"):
-            epochs, _ = float(word), words.pop(0)
-        elif _is_number(word):
-            epochs = float(word)
-        elif "=" in word:
-            overrides.append(word)
-        else:
-            raise TrainingError(f"I don't understand '{word}'. Use /train 30 (epochs), /train 500 steps, "
-                                "and Model Garden overrides as key=value.")
-    if (steps is not None and steps < 1) or (epochs is not None and (epochs <= 0 or math.isnan(epochs))):
-        raise TrainingError("Steps and epochs must be positive.")
-    return TrainRequest(model=model, steps=steps, epochs=epochs, overrides=tuple(overrides))
+    try:
+        while words:
+            word = words.pop(0)
+            key, sep, value = word.partition("=")
+            if sep and key in ("steps", "epochs"):
+                lengths[key] = _length(key, value, max_steps, word)
+            elif _is_number(word):
+                unit = UNITS[words.pop(0)] if words and words[0] in UNITS else "epochs"
+                lengths[unit] = _length(unit, word, max_steps, f"{word} {unit}")
+            elif word.startswith(OPTION_DASHES):
+                raise TrainingError(texts.train_option_refused(word, OPTIONS))
+            elif sep:
+                settings.append(word)
+            else:
+                raise TrainingError(texts.train_word_unknown(word, OPTIONS))
+        chosen = parse_chat_settings(settings)
+    except ChatOptionError as error:
+        raise TrainingError(texts.train_setting_refused(error, OPTIONS)) from None
+    if len(lengths) > 1:
+        raise TrainingError(texts.BOTH_LENGTHS)
+    return TrainRequest(model=model, steps=lengths.get("steps"), epochs=lengths.get("epochs"),
+                        batch_size=chosen.get("batch"), early_stop_evals=chosen.get("early_stop") or 0,
+                        overrides=chosen.words())
+
+
+def _length(unit: str, text: str, max_steps: int, word: str) -> int | float:
+    return parse_value(steps_option(max_steps) if unit == "steps" else EPOCHS, text, word)
 
 
 def _is_number(word: str) -> bool:
+    """Anything float() reads, "inf" and "nan" too: they are lengths, refused with their range."""
     try:
         float(word)
     except ValueError:
@@ -287,18 +336,31 @@ def _is_number(word: str) -> bool:
 
 
 def _request_json(request: TrainRequest) -> dict:
+    """What is stored: the length and the settings as canonical chat words (batch and early stop included)."""
     return {"model": request.model, "steps": request.steps, "epochs": request.epochs,
             "overrides": list(request.overrides)}
 
 
-def _train_args(job: Job) -> list[str]:
-    request = job.request
-    args = ["--model", job.model, "--job-dir", str(job.job_dir)]
-    if request.get("steps"):
-        args += ["--steps", str(request["steps"])]
-    elif request.get("epochs"):
-        args += ["--epochs", str(request["epochs"])]
-    return args + list(request.get("overrides", []))
+def _checked_request(request: dict, max_steps: int) -> tuple[list[str], ChatSettings]:
+    """A stored request checked again, as length options and settings: rows may predate the allowlist."""
+    try:
+        chosen = parse_chat_settings(request.get("overrides") or [])
+        for unit in ("steps", "epochs"):
+            if request.get(unit) is not None:
+                text = str(request[unit])
+                return [f"--{unit}", literal(_length(unit, text, max_steps, f"{text} {unit}"))], chosen
+        return [], chosen
+    except ChatOptionError as error:
+        raise TrainingError(texts.train_setting_refused(error, OPTIONS)) from None
+
+
+def _train_args(job: Job, settings: Settings) -> list[str]:
+    """Everything after the workspace, built from checked values only; overrides go after "--", where
+    the CLI reads nothing as an option."""
+    lengths, chosen = _checked_request(job.request, settings.max_steps)
+    policy = "private" if settings.allow_private_urls else "public"
+    return ["--model", get_model(job.model).name, "--job-dir", str(job.job_dir), "--url-policy", policy,
+            *lengths, *chosen.trainer_options(), "--detach", "--json", "--", *chosen.overrides()]
 
 
 def _gpu_env(gpus: tuple[str, ...] | None) -> dict[str, str] | None:
@@ -307,14 +369,3 @@ def _gpu_env(gpus: tuple[str, ...] | None) -> dict[str, str] | None:
         return None
     # The ids are nvidia-smi's, which numbers GPUs in PCI bus order; CUDA does so only when told.
     return os.environ | {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
-
-
-async def _run_cli(args: list[str], env: dict[str, str] | None = None):
-    """``env`` None: the bot's own environment."""
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", *args, cwd=ROOT, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    stdout, _ = await process.communicate()
-    try:
-        return json.loads(stdout.decode() or "{}")
-    except json.JSONDecodeError:
-        return {"error": {"kind": "internal_error", "message": "the pipeline gave no answer; see the bot log"}}

@@ -6,11 +6,13 @@ touches TensorFlow.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .dataset import Box, Sample, Transform
-from .images import ImageCheckError, ImageInfo, check_image
+from .errors import DatasetRejected
+from .images import ImageCheckError, ImageInfo, PixelBudget, check_image, header_pixels
 from .pairing import folder_split
 from .report import Problem
 from .voc import AnnotationError, VocAnnotation, VocObject, parse_voc
@@ -44,7 +46,7 @@ def check_pair(source: Path, task: PairTask) -> PairResult:
                                          "image left out; fix or re-export the XML"),))
     data = (source / task.image).read_bytes()
     try:
-        info = check_image(data)
+        info = check_image(data, PurePosixPath(task.image).suffix)
     except ImageCheckError as exc:
         return PairResult(None, (Problem("bad_image", task.image, f"{task.image} {exc}",
                                          "left out of the records; re-export or replace the file"),))
@@ -55,6 +57,27 @@ def check_pair(source: Path, task: PairTask) -> PairResult:
                     height=height, boxes=tuple(boxes), sha256=hashlib.sha256(data).hexdigest(),
                     size_bytes=len(data), folder_split=folder_split(task.image), transform=transform)
     return PairResult(sample, tuple(problems))
+
+
+def check_dataset_pixels(source: Path, images: Iterable[str], budget: PixelBudget = PixelBudget()) -> int:
+    """The pixels the images hold, from their headers; a dataset over ``budget.dataset`` is refused.
+
+    Runs before any image is decoded, so a zip of small files that expand to hours of
+    decoding costs one header read per file. Images over the per-image budget, or not
+    JPEG/PNG at all, count nothing: they are left out without being decoded.
+    """
+    total, largest = 0, (0, "")
+    for name in images:
+        pixels = header_pixels(source / name, budget.image)
+        total += pixels
+        largest = max(largest, (pixels, name))
+    if total > budget.dataset:
+        raise DatasetRejected(
+            f"The images in this zip hold {total / 1e9:.1f} gigapixels, more than the {budget.dataset / 1e9:g} "
+            f"gigapixels detbot decodes for one dataset (the largest, {largest[1]}, has {largest[0] / 1e6:.0f} MP). "
+            "The detectors see at most 640x640 pixels: downscale the images (e.g. to 1600 px on the long side) "
+            "or send the dataset in smaller parts.", kind="too_many_pixels")
+    return total
 
 
 def _reconcile(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems: list[Problem]):

@@ -24,13 +24,7 @@ EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 3
 
 def main(argv: list[str] | None = None, visible_devices: str | None = None) -> int:
     """``visible_devices``: CUDA_VISIBLE_DEVICES as the entry point read it (None: every GPU)."""
-    parser = build_parser()
-    # Overrides (key=value) may follow options; argparse alone would only take them first.
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if not hasattr(args, "overrides") or any(token.startswith("-") or "=" not in token for token in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides = [*args.overrides, *extra]
+    args = _parse(build_parser(), sys.argv[1:] if argv is None else list(argv))
     args.visible_devices = visible_devices
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -44,6 +38,22 @@ def main(argv: list[str] | None = None, visible_devices: str | None = None) -> i
         return _fail(args, {"kind": "internal_error", "message": message}, message, EXIT_INTERNAL_ERROR)
     print(json.dumps(payload, indent=1, ensure_ascii=False) if args.json else text)
     return payload.get("exit_code", 0) if isinstance(payload, dict) else 0
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list) -> argparse.Namespace:
+    """Everything after the first ``--`` is an override, whatever it looks like: a program that
+    builds the command (the bot) puts values there so none can ever be read as an option."""
+    head, tail = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    # Overrides (key=value) may also follow options; argparse alone would only take them first.
+    args, extra = parser.parse_known_args(head)
+    extra, tail = [str(token) for token in extra], [str(token) for token in tail]
+    if any(token.startswith("-") or "=" not in token for token in extra):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if (extra or tail) and not hasattr(args, "overrides"):
+        parser.error(f"unrecognized arguments: {' '.join(extra + tail)} ({args.command} takes no overrides)")
+    if extra or tail:
+        args.overrides = [*args.overrides, *extra, *tail]
+    return args
 
 
 def _fail(args, error: dict, message: str, code: int) -> int:

@@ -37,6 +37,9 @@ def add_commands(sub, common) -> None:
                    help="stop after this many evaluations without a better AP (default: never)")
     p.add_argument("--pretrained-url", help="a checkpoint (archive or prefix; http, gs://, file or path) "
                                             "to start from instead of the catalogue's")
+    p.add_argument("--url-policy", choices=("public", "private", "any"), default="any",
+                   help="addresses a pretrained http(s) URL may reach: public (internet only), private "
+                        "(also RFC 1918/ULA LAN addresses), any (default; loopback too)")
     p.add_argument("--max-recoveries", type=int, default=3, help="NaN roll-backs before giving up")
     p.add_argument("--recovery-lr-factor", type=float, default=0.5,
                    help="learning-rate multiplier at each NaN roll-back")
@@ -92,7 +95,8 @@ def _request(args, workspace: Workspace, hardware: Hardware) -> TrainRequest:
     return TrainRequest(model=model, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
                         overrides=tuple(args.overrides), pretrained=not args.no_pretrained,
                         pretrained_url=args.pretrained_url, early_stop_evals=args.early_stop,
-                        max_recoveries=args.max_recoveries, recovery_lr_factor=args.recovery_lr_factor)
+                        max_recoveries=args.max_recoveries, recovery_lr_factor=args.recovery_lr_factor,
+                        url_policy=args.url_policy)
 
 
 def _train(args):

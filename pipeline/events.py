@@ -6,12 +6,14 @@ The training process is the only writer; the CLI's ``status`` and the bot read i
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 EVENTS = ("started", "progress", "checkpoint", "eval", "nan", "recovered", "finished", "failed", "stopped")
 
 
@@ -37,12 +39,40 @@ def read_events(path: Path) -> list[dict]:
 
 
 def iter_events(path: Path) -> Iterator[dict]:
+    """Every whole event record; a line still being written is read next time, a corrupt one skipped."""
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as stream:
+    with path.open("rb") as stream:
         for line in stream:
-            if line.endswith("\n"):  # a line still being written is read next time
-                yield json.loads(line)
+            if not line.endswith(b"\n") or not line.strip():
+                continue
+            event, clean = parse_line(line)
+            if not clean:
+                log.warning("%s: a line is not one event record; %s: %r", path,
+                            "kept the record after the tear" if event else "skipped", line[:120])
+            if event is not None:
+                yield event
+
+
+def parse_line(line: bytes) -> tuple[dict | None, bool]:
+    """(the event record or None, whether the line was exactly one record).
+
+    A line torn by a full disk and continued by the next write holds a whole record after the tear.
+    """
+    event = _record(line)
+    if event is not None:
+        return event, True
+    start = line.rfind(b'{"event"')
+    return (_record(line[start:]) if start > 0 else None), False
+
+
+def _record(text: bytes) -> dict | None:
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None
+    whole = isinstance(event, dict) and isinstance(event.get("event"), str) and isinstance(event.get("step"), int)
+    return event if whole else None
 
 
 def _clean(fields: dict) -> dict:

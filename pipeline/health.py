@@ -11,7 +11,7 @@ from collections import defaultdict
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from .check import PairResult, PairTask, check_pair
+from .check import PairResult, PairTask, check_dataset_pixels, check_pair
 from .dataset import Sample
 from .pairing import ImageIndex, Layout, classify, closest
 from .parallel import parallel_map
@@ -28,6 +28,7 @@ def inspect_files(source: Path, files: tuple[str, ...], workers: int | None = No
     problems = [Problem("unsupported_file", name, f"{name} is not a .jpg, .jpeg, .png or .xml file",
                         "skipped; convert images to JPEG or PNG to use them") for name in layout.unsupported]
     tasks = _pair(source, layout, problems)
+    check_dataset_pixels(source, [task.image for task in tasks])
     results: list[PairResult] = parallel_map(partial(check_pair, source), tasks, workers)
     samples = [result.sample for result in results if result.sample is not None]
     for result in results:

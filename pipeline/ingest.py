@@ -21,18 +21,18 @@ from pathlib import Path, PurePosixPath
 
 from .errors import DatasetRejected
 from .pairing import IMAGE_EXTENSIONS
+from .zip_directory import ArchiveFacts, DirectoryTooLarge, decode_name, read_facts
 
 logger = logging.getLogger(__name__)
 
 
 _CHUNK = 2**20
-_RATIO_GRACE = 2**20  # tiny files compress extremely well without being bombs
-_UTF8_FLAG = 0x800
+# Every entry's ratio is checked; this slack only spares files of a few KiB (an XML compresses 5-10x).
+# Summed over entries it stays far below the ratio: each entry costs ~100 bytes of headers.
+_RATIO_SLACK = 4096
+_MAX_PATH_BYTES = 1024  # whole relative path; the OS refuses ~4096 with the destination in front
+_CD_BYTES_PER_ENTRY = 1024  # a central directory larger than this per allowed entry is not a dataset's
 _ENCRYPTED_FLAG = 0x1
-_UNICODE_PATH_EXTRA = 0x7075
-# Without the UTF-8 flag the bytes are in the sender's OEM code page; Korean and
-# Japanese Windows are the usual sources, and strict utf-8 rarely matches by accident.
-_LEGACY_CODECS = ("utf-8", "cp949", "cp932")
 _JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 _METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -57,8 +57,9 @@ class ExtractLimits:
     max_total_bytes: int = 8 * 2**30  # all uncompressed bytes, nested zips included
     max_entry_bytes: int = 2**30  # one entry
     max_entries: int = 200_000  # entries, nested zips included
-    max_ratio: float = 200.0  # uncompressed/compressed of one entry, once it produced > 1 MiB
+    max_ratio: float = 200.0  # uncompressed/compressed of every entry, whatever its size
     max_nesting: int = 1  # how many levels of zip-inside-zip are unpacked
+    budget_bytes: int | None = None  # disk the caller set aside (e.g. the rest of a quota); None: no budget
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def extract_zip(archive: Path, destination: Path, limits: ExtractLimits = Extrac
     partial = _prepare_partial(destination)
     run = _Run(root=partial.resolve(), limits=limits)
     try:
-        with _open_zip(archive, (archive.name,)) as zf:
+        with _open_zip(archive, (archive.name,), run) as zf:
             _unpack(zf, run, prefix="", where=(archive.name,), depth=0)
         _check_contents(run, archive.name)
         if destination.exists():
@@ -129,7 +130,7 @@ def _prepare_partial(destination: Path) -> Path:
     return partial
 
 
-def _open_zip(path: Path, where: tuple[str, ...]) -> zipfile.ZipFile:
+def _open_zip(path: Path, where: tuple[str, ...], run: _Run) -> zipfile.ZipFile:
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as handle:
             head = handle.read(8)
@@ -139,8 +140,26 @@ def _open_zip(path: Path, where: tuple[str, ...]) -> zipfile.ZipFile:
         hint = next((f" (it looks like {what})" for magic, what in _FOREIGN_MAGIC if head.startswith(magic)), "")
         raise _refuse("not_a_zip", where, f"is not a zip file{hint}.",
                       "Send the dataset as a .zip archive holding the images and their Pascal VOC .xml annotations.")
+    # zipfile lists every entry in memory at once: count them first, in constant memory.
+    archive_facts(path, run.limits, where, entries_before=run.entries)
     try:
         return zipfile.ZipFile(path)
+    except _OPEN_ERRORS as exc:
+        raise _refuse("corrupt_zip", where, f"is a damaged zip ({exc}).", _REZIP_FIX) from exc
+
+
+def archive_facts(path: Path, limits: ExtractLimits = ExtractLimits(), where: tuple[str, ...] | None = None,
+                  entries_before: int = 0) -> ArchiveFacts:
+    """Entries and declared size from the zip's table of contents, refused past ``limits.max_entries``.
+
+    Constant memory, so a caller may size a reservation from it before anything is unpacked.
+    """
+    where = where or (Path(path).name,)
+    allowed = max(limits.max_entries - entries_before, 0)
+    try:
+        return read_facts(Path(path), allowed, limits.max_entries * _CD_BYTES_PER_ENTRY)
+    except DirectoryTooLarge:
+        raise _too_many(where, limits) from None
     except _OPEN_ERRORS as exc:
         raise _refuse("corrupt_zip", where, f"is a damaged zip ({exc}).", _REZIP_FIX) from exc
 
@@ -165,14 +184,12 @@ def _survey(zf: zipfile.ZipFile, run: _Run, where: tuple[str, ...], depth: int) 
     limits = run.limits
     run.entries += len(infos)
     if run.entries > limits.max_entries:
-        raise _refuse("too_many_entries", where,
-                      f"brings the dataset past {limits.max_entries:,} entries (entries of zips inside "
-                      "zips count too).",
-                      "Remove files that are neither images nor annotations, or split the dataset, "
-                      "and send a smaller zip.")
+        raise _too_many(where, limits)
     declared = run.total_bytes + sum(info.file_size for info in infos)
+    if limits.budget_bytes is not None and declared > limits.budget_bytes:
+        raise _over_budget(where, limits, declared)
     if declared > limits.max_total_bytes:
-        biggest = _decode_name(max(infos, key=lambda info: info.file_size))
+        biggest = decode_name(max(infos, key=lambda info: info.file_size))
         raise _refuse("too_large", where,
                       f"would unpack to {_human(declared)}, more than the {_human(limits.max_total_bytes)} "
                       f"allowed (largest entry: '{_printable(biggest)}').",
@@ -186,7 +203,7 @@ def _survey(zf: zipfile.ZipFile, run: _Run, where: tuple[str, ...], depth: int) 
 
 
 def _inspect(info: zipfile.ZipInfo, limits: ExtractLimits, where: tuple[str, ...]) -> _Entry:
-    shown = _decode_name(info)
+    shown = decode_name(info)
     here = (*where, shown)
     path = _normalise(shown, here)
     is_dir = shown.replace("\\", "/").endswith("/")
@@ -213,40 +230,6 @@ def _inspect(info: zipfile.ZipInfo, limits: ExtractLimits, where: tuple[str, ...
     return _Entry(info, shown, path, False, _is_junk(path))
 
 
-def _decode_name(info: zipfile.ZipInfo) -> str:
-    # orig_filename, not filename: zipfile silently cuts filename at a NUL byte.
-    name = info.orig_filename
-    utf8 = bool(info.flag_bits & _UTF8_FLAG)
-    raw = name.encode("utf-8" if utf8 else "cp437")  # zipfile decoded unflagged names as cp437
-    unicode_path = _unicode_path_extra(info.extra, raw)
-    if unicode_path is not None:
-        return unicode_path
-    if utf8:
-        return name
-    for codec in _LEGACY_CODECS:
-        try:
-            return raw.decode(codec)
-        except UnicodeDecodeError:
-            continue
-    return name
-
-
-def _unicode_path_extra(extra: bytes, raw: bytes) -> str | None:
-    """The Info-ZIP Unicode Path field, only if it still describes the stored name (CRC matches)."""
-    while len(extra) >= 4:
-        tag, size = struct.unpack("<HH", extra[:4])
-        body, extra = extra[4:4 + size], extra[4 + size:]
-        if tag != _UNICODE_PATH_EXTRA or len(body) < 5 or body[0] != 1:
-            continue
-        if struct.unpack("<I", body[1:5])[0] != zlib.crc32(raw):
-            return None  # another tool renamed the entry without updating the field
-        try:
-            return body[5:].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return None
-
-
 def _normalise(shown: str, here: tuple[str, ...]) -> str:
     name = shown.replace("\\", "/")  # Windows zip tools store backslashes
     parts = [part for part in name.split("/") if part not in ("", ".")]
@@ -262,6 +245,8 @@ def _normalise(shown: str, here: tuple[str, ...]) -> str:
         problem = "its path climbs out of the dataset folder with '..'"
     elif any(len(part.encode("utf-8")) > 255 for part in parts):
         problem = "a part of its name is longer than the 255 bytes a file name may have"
+    elif len(name.encode("utf-8")) > _MAX_PATH_BYTES:
+        problem = f"its path is longer than the {_MAX_PATH_BYTES:,} bytes a path may have here"
     else:
         return "/".join(parts)
     raise _refuse("unsafe_path", here, f"was refused: {problem}.", _SAFE_FIX)
@@ -331,7 +316,7 @@ def _unpack_nested(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str,
     try:
         with os.fdopen(handle, "wb") as dst:
             _stream(zf, entry, dst, run, here)
-        with _open_zip(Path(spool), here) as inner:
+        with _open_zip(Path(spool), here, run) as inner:
             _unpack(inner, run, folder, here, depth + 1)
     finally:
         os.unlink(spool)
@@ -364,7 +349,9 @@ def _check_growth(entry: _Entry, produced: int, run: _Run, here: tuple[str, ...]
     if run.total_bytes > limits.max_total_bytes:
         raise _refuse("too_large", here, f"brings the dataset past the {_human(limits.max_total_bytes)} "
                       "allowed in total.", "Send a smaller dataset or split it into several zips.")
-    if produced > _RATIO_GRACE and produced > limits.max_ratio * max(entry.info.compress_size, 1):
+    if limits.budget_bytes is not None and run.total_bytes > limits.budget_bytes:
+        raise _over_budget(here, limits, run.total_bytes)
+    if produced > limits.max_ratio * entry.info.compress_size + _RATIO_SLACK:
         raise _refuse("compression_ratio", here,
                       f"expands more than {limits.max_ratio:g} times its compressed size, which looks like "
                       "a zip bomb.", "Images and annotations never compress like that: send a zip that "
@@ -383,6 +370,21 @@ def _check_contents(run: _Run, archive_name: str) -> None:
                       f"contains no images: none of its {len(run.files)} files ({examples}) ends in "
                       f"{', '.join(IMAGE_EXTENSIONS)}.",
                       "Add the JPEG or PNG images next to their annotations and send the zip again.")
+
+
+def _too_many(where: tuple[str, ...], limits: ExtractLimits) -> DatasetRejected:
+    return _refuse("too_many_entries", where,
+                   f"brings the dataset past {limits.max_entries:,} entries (entries of zips inside "
+                   "zips count too).",
+                   "Remove files that are neither images nor annotations, or split the dataset, "
+                   "and send a smaller zip.")
+
+
+def _over_budget(where: tuple[str, ...], limits: ExtractLimits, size: int) -> DatasetRejected:
+    return _refuse("over_budget", where,
+                   f"unpacks to more than the {_human(limits.budget_bytes or 0)} of disk space set aside "
+                   f"for it (at least {_human(size)}).",
+                   "Free some space or send a smaller dataset.")
 
 
 def _refuse(kind: str, where: tuple[str, ...], problem: str, fix: str) -> DatasetRejected:

@@ -52,7 +52,7 @@ def _pretrained(spec, request: TrainRequest, cache: Path) -> str | None:
         return None
     from .weights import fetch_checkpoint
 
-    return str(fetch_checkpoint(url, cache).prefix)
+    return str(fetch_checkpoint(url, cache, policy=request.url_policy).prefix)
 
 
 def run_job(job_dir: Path) -> int:

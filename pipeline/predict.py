@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .devices import configure_tensorflow
 from .errors import UsageError
-from .images import to_rgb
+from .images import ImageCheckError, open_image, to_rgb
 from .label_map import read_pbtxt
 from .preview import label_box, class_color
 
@@ -119,11 +119,11 @@ class _Serving:
 def open_upright(image_path: Path) -> Image.Image:
     """The image as a person sees it: EXIF orientation applied (phone photos), 8-bit RGB."""
     try:
-        with Image.open(image_path) as image:
+        with open_image(image_path) as image:
             return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise UsageError(f"There is no image at {image_path}.") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ImageCheckError) as exc:
         raise UsageError(f"{image_path} cannot be read as an image ({exc}).") from None
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from .dataset import Sample
-from .images import record_image_bytes, to_rgb
+from .images import ALLOWED_FORMATS, record_image_bytes, to_rgb
 from .report import Problem
 
 TILE = 320
@@ -81,7 +81,8 @@ def _tile(source: Path, sample: Sample, kinds: list[str], font, label_of) -> Ima
 
 def _canvas(source: Path, sample: Sample):
     """A tile showing the sample as the records hold it, and a function placing pixel boxes on it."""
-    with Image.open(io.BytesIO(record_image_bytes(source / sample.image, sample.transform))) as image:
+    encoded = io.BytesIO(record_image_bytes(source / sample.image, sample.transform))
+    with Image.open(encoded, formats=ALLOWED_FORMATS) as image:
         image.draft("RGB", (TILE, TILE))  # the records' pixels, decoded small for speed
         image = to_rgb(image)
         scale = min(TILE / sample.width, TILE / sample.height)

@@ -52,6 +52,7 @@ class TrainRequest:
     early_stop_evals: int = 0  # stop after this many evaluations without a better AP (0: never)
     max_recoveries: int = 3  # NaN roll-backs before giving up
     recovery_lr_factor: float = 0.5  # learning-rate multiplier at each roll-back
+    url_policy: str = "any"  # addresses an http(s) pretrained URL may reach (pipeline.fetch.POLICIES)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import ExportError, PipelineError
 from .evaluate import ImageBoxes, coco_ap, confusion_matrix
+from .images import ALLOWED_FORMATS
 from .predict import DEFAULT_THRESHOLD, detect, draw, load_model
 from .tfrecord import iter_records
 
@@ -84,7 +85,7 @@ def read_examples(records: list[Path]) -> Iterator[tuple[str, object, ImageBoxes
     for path in records:
         for data in iter_records(path):
             feature = tf.train.Example.FromString(data).features.feature
-            with Image.open(io.BytesIO(feature["image/encoded"].bytes_list.value[0])) as image:
+            with Image.open(io.BytesIO(feature["image/encoded"].bytes_list.value[0]), formats=ALLOWED_FORMATS) as image:
                 image = image.convert("RGB")  # records hold upright RGB JPEG/PNG already
             width, height = image.size
             box = {key: feature[f"image/object/bbox/{key}"].float_list.value

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import json
 import logging
 import os
@@ -26,7 +25,6 @@ import socket
 import ssl
 import tarfile
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
@@ -35,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from .errors import WeightsError
+from .fetch import POLICIES, FetchError, Response, describe, open_url
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +48,7 @@ _SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})")  # what follows the prefix
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
 _UNSAFE_NAME = re.compile(r"^/|^[A-Za-z]:|\\")
 _ABSENT = (403, 404)  # GCS says 403 for a missing object when the bucket cannot be listed
+_DEADLINE = 4 * 3600.0  # seconds for one file in all; ``timeout`` bounds each wait for data
 _SCRATCH = "train from scratch with the --no-pretrained option"
 _REASONS = (
     (socket.gaierror, "the host name could not be resolved (no internet connection, or a DNS failure)"),
@@ -82,21 +82,30 @@ class _Job:
     expected: str | None
     timeout: float
     progress: Progress | None
+    policy: str  # pipeline.fetch: which addresses an http(s) source may resolve to
 
 
 def fetch_checkpoint(url: str, cache_dir: Path, sha256: str | None = None, timeout: float = 30.0,
-                     progress: Progress | None = None) -> FetchedCheckpoint:
+                     progress: Progress | None = None, policy: str = "any") -> FetchedCheckpoint:
     """Return the checkpoint prefix for ``url``, fetching and unpacking it into the cache once.
 
     ``progress(done, total)`` is called now and then while each file is fetched (``total`` is
-    None when the server does not say). Every failure is a WeightsError.
+    None when the server does not say). ``policy`` ("public", "private", "any") limits the
+    addresses an http(s) URL may reach; "any" is for the operator's own command line.
+    Every failure is a WeightsError.
     """
     expected = sha256.strip().lower() if sha256 is not None else None
     if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise WeightsError(f"The expected sha256 {sha256!r} is not 64 hexadecimal digits; copy it again.")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown URL policy {policy!r}: use one of {', '.join(POLICIES)}")
+    scheme = urllib.parse.urlsplit(str(url)).scheme.lower()
+    if policy != "any" and (scheme == "file" or len(scheme) <= 1):  # a user must not probe our disk
+        raise WeightsError(f"Pretrained weights from a local file are allowed only with --url-policy any; "
+                           f"give an https:// or gs:// address, or {_SCRATCH}.")
     source = _resolve_source(str(url))
     entry = Path(cache_dir) / hashlib.sha256(source.identity.encode()).hexdigest()[:16]
-    job = _Job(source, entry, expected, timeout, progress)
+    job = _Job(source, entry, expected, timeout, progress, policy)
     cached = _cached(job)
     if cached is not None:
         logger.info("pretrained weights for %s found in the cache", source.display)
@@ -238,21 +247,22 @@ def _download(job: _Job, url: str, dest: Path) -> None:
         headers["Range"] = f"bytes={offset}-"
     logger.info("downloading %s (%d bytes already here)", _display(url), offset)
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=job.timeout)
-    except urllib.error.HTTPError as error:
-        error.close()
-        if error.code == 416 and offset:  # the part is complete or stale: start again
-            part.unlink()
-            return _download(job, url, dest)
-        raise _network_error(job, url, dest, error) from error
-    except (OSError, http.client.HTTPException) as error:
+        response = open_url(url, policy=job.policy, timeout=_DEADLINE, stall_timeout=job.timeout, headers=headers)
+    except FetchError as error:
         raise _network_error(job, url, dest, error) from error
     with response:
+        if response.status == 416 and offset:  # the part is complete or stale: start again
+            part.unlink()
+            response.close()
+            return _download(job, url, dest)
+        if response.status not in (200, 206):
+            raise _network_error(job, url, dest, FetchError(f"HTTP {response.status} {response.reason}",
+                                                                  status=response.status))
         _receive(job, url, dest, response, offset)
     part.replace(dest)
 
 
-def _receive(job: _Job, url: str, dest: Path, response: http.client.HTTPResponse, offset: int) -> None:
+def _receive(job: _Job, url: str, dest: Path, response: Response, offset: int) -> None:
     part = dest.with_name(dest.name + ".part")
     length = response.headers.get("Content-Length", "")
     start, total = 0, int(length) if length.isdigit() else None
@@ -260,7 +270,8 @@ def _receive(job: _Job, url: str, dest: Path, response: http.client.HTTPResponse
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         if not match or int(match.group(1)) != offset:
             part.unlink()
-            raise _network_error(job, url, dest, ConnectionError("the server resumed at the wrong place"))
+            wrong = ConnectionError("the server resumed at the wrong place")
+            raise _network_error(job, url, dest, FetchError(str(wrong), cause=wrong))
         start = offset
         total = int(match.group(2)) if match.group(2) != "*" else None if total is None else offset + total
     done, last = start, 0.0
@@ -271,7 +282,7 @@ def _receive(job: _Job, url: str, dest: Path, response: http.client.HTTPResponse
                 last = time.monotonic()
             try:
                 chunk = response.read(_CHUNK)
-            except (OSError, http.client.HTTPException) as error:
+            except FetchError as error:
                 raise _network_error(job, url, dest, error) from error
             if not chunk:
                 break
@@ -279,19 +290,15 @@ def _receive(job: _Job, url: str, dest: Path, response: http.client.HTTPResponse
             done += len(chunk)
     if total is not None and done != total:
         closed = ConnectionError(f"the connection closed after {done} of {total} bytes")
-        raise _network_error(job, url, dest, closed)
+        raise _network_error(job, url, dest, FetchError(str(closed), cause=closed))
     if job.progress is not None:
         job.progress(done, total)
 
 
-def _network_error(job: _Job, url: str, dest: Path, error: BaseException) -> WeightsError:
-    cause = error.reason if isinstance(error, urllib.error.URLError) else error
-    reason = next((text.format(timeout=job.timeout) for kind, text in _REASONS if isinstance(cause, kind)),
-                  str(cause) or cause.__class__.__name__)
-    status = error.code if isinstance(error, urllib.error.HTTPError) else None
-    if status is not None:
-        reason = f"the server answered HTTP {status} {error.reason}"
-        reason += " (the file is not at that address)" if status in _ABSENT else ""
+def _network_error(job: _Job, url: str, dest: Path, error: FetchError) -> WeightsError:
+    logger.info("download of %s failed: %s", _display(url), describe(error))
+    reason = _reason(error, job.timeout) if job.policy == "any" else "it is unreachable or not allowed"
+    status = error.status
     part = dest.with_name(dest.name + ".part")
     kept = part.stat().st_size if part.is_file() else 0
     resume = f" The {kept} bytes received so far are kept; the next attempt resumes." if kept else ""
@@ -300,6 +307,18 @@ def _network_error(job: _Job, url: str, dest: Path, error: BaseException) -> Wei
         f"internet connection and try again, or {_SCRATCH}, or download the file on another computer "
         f"and pass its local path instead of the URL (or put it at {dest}).",
         details={"url": _display(url), "status": status})
+
+
+def _reason(error: FetchError, timeout: float) -> str:
+    """What went wrong, in words: for the operator (policy "any"), never for a chat user."""
+    if error.status is not None:
+        reason = f"the server answered {error.detail}"
+        return reason + (" (the file is not at that address)" if error.status in _ABSENT else "")
+    cause = error.cause
+    if cause is None:
+        return error.detail
+    return next((text.format(timeout=timeout) for kind, text in _REASONS if isinstance(cause, kind)),
+                str(cause) or cause.__class__.__name__)
 
 
 def _verify(job: _Job, path: Path) -> str:

@@ -59,3 +59,27 @@ class Notices(Connection):
                 raise NotFound(f"no notice {notice_id!r} of yours: it may have been for another chat")
             row = self._one(f"SELECT {columns(Notice)} FROM notices WHERE id = ?", [notice_id])
             return Notice.from_row(row)
+
+    # --- a user who blocked the bot ---------------------------------------------------------
+
+    def pause_notices(self, user_id: int) -> None:
+        """Hold every message to the user (they blocked the bot); the first pause's time is kept."""
+        with self._write() as db:
+            self._require_user(user_id)
+            db.execute("UPDATE users SET notices_paused = COALESCE(notices_paused, ?) WHERE user_id = ?",
+                       [self._now(), user_id])
+
+    def notices_paused(self, user_id: int) -> bool:
+        with self._read():
+            row = self._one("SELECT notices_paused FROM users WHERE user_id = ?", [user_id])
+        return row is not None and row["notices_paused"] is not None
+
+    def resume_notices(self, user_id: int) -> bool:
+        """The user wrote to the bot again; True if their messages had been held."""
+        # Read first: this runs on every update, and most users were never paused.
+        if not self.notices_paused(user_id):
+            return False
+        with self._write() as db:
+            cursor = db.execute("UPDATE users SET notices_paused = NULL WHERE user_id = ? "
+                                "AND notices_paused IS NOT NULL", [user_id])
+            return cursor.rowcount > 0

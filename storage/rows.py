@@ -6,7 +6,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-DATASET_STATUSES = ("checking", "ready", "failed")
+# editing: a split or label edit is rewriting its records, so no job may start on it meanwhile.
+DATASET_STATUSES = ("checking", "ready", "editing", "failed")
 JOB_STATUSES = ("queued", "starting", "running", "finished", "failed", "stopped", "interrupted")
 ACTIVE = ("starting", "running")
 # What counts against the per-user concurrent-job quota: a queued job will run without asking again.

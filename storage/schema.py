@@ -92,7 +92,11 @@ CREATE INDEX IF NOT EXISTS notices_user ON notices(user_id);
 # NULL when none were handed out (a CPU host, or a job not started yet).
 JOB_GPUS = "ALTER TABLE jobs ADD COLUMN gpus TEXT;"
 
-MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS]
+# Version 3: when the user blocked the bot (Telegram answered 403 Forbidden); NULL: not paused.
+# Their jobs go on training and mirroring; only messages to them wait until they write again.
+NOTICES_PAUSED = "ALTER TABLE users ADD COLUMN notices_paused REAL;"
+
+MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS, NOTICES_PAUSED]
 
 
 def migrate(db: Database, where: str, migrations: list[Migration] = MIGRATIONS) -> int:

@@ -9,15 +9,17 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from .datasets import UsersAndDatasets
+from .edits import DatasetEdits
 from .errors import StoreError
 from .jobs import JobsAndEvents
 from .notices import Notices
+from .quotas import Quotas
 from .schema import MIGRATIONS, Migration, migrate
 
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's write lock before giving up
 
 
-class Store(UsersAndDatasets, JobsAndEvents, Notices):
+class Store(UsersAndDatasets, JobsAndEvents, Notices, DatasetEdits, Quotas):
     """Everything the bot remembers. Safe to share between threads (see ``storage.connection``)."""
 
 

@@ -39,3 +39,13 @@ def write_zip(path: Path, entries: dict[str, bytes]) -> Path:
 def pair(name: str, size=(64, 48), objects=(("cat", 5, 5, 30, 30),), **image_kwargs) -> dict[str, bytes]:
     """A JPEG and its XML, named ``name``.jpg / ``name``.xml."""
     return {f"{name}.jpg": image_bytes(size, **image_kwargs), f"{name}.xml": xml(f"{name}.jpg", size, objects)}
+
+
+def store_with_dataset(db: Path, user_id: int, workspace: Path, classes=("circle",)):
+    """A real SQLite store with one user and one ready dataset at ``workspace``: (store, dataset)."""
+    from storage import open_store
+
+    store = open_store(db)
+    store.ensure_user(user_id, f"user{user_id}")
+    dataset = store.add_dataset(user_id, "shapes.zip", str(workspace), 1000)
+    return store, store.finish_dataset(dataset.id, {"images": 40, "classes": list(classes)})

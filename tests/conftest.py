@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.steps import PrepareOptions, prepare
 from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,10 @@ def shapes_workspace(tmp_path_factory) -> Path:
     archive = make_voc_zip(base / "shapes.zip", SyntheticSpec(images=40, seed=7))
     prepare(archive, base / "ws", PrepareOptions(val_ratio=0.2))
     return base / "ws"
+
+
+@pytest.fixture
+def tg():
+    """The fake Bot API server on 127.0.0.1, for a real bot process or a python-telegram-bot client."""
+    with FakeTelegram(DEFAULT_TOKEN) as server:
+        yield server

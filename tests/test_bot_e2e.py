@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.synthetic import SyntheticSpec, make_voc_zip
-from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram
+from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -44,12 +44,6 @@ class BotProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
-
-
-@pytest.fixture
-def tg():
-    with FakeTelegram(DEFAULT_TOKEN) as server:
-        yield server
 
 
 @pytest.fixture
@@ -134,7 +128,7 @@ def test_full_flow_upload_split_labels_model_train_nan_alert_archive(tg, bot, tm
     mark = tg.mark()
     ann.press(card, "model:mobilenetv2-fpn")
     tg.wait_for(lambda m: "Model: mobilenetv2-fpn" in text_of(m), chat_id=ANN, since=mark)
-    lr = "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1000.0"
+    lr = "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=10.0"
     card = say(tg, ann, f"/train 20 steps {FAST} trainer.validation_interval=20 {lr}", "Ready to train")
     assert "20 steps" in text_of(card) and "batch size 8" in text_of(card)
     mark = tg.mark()
@@ -264,6 +258,9 @@ def test_dead_trainer_is_marked_interrupted_and_resumes(tg, bot, tmp_path):
     tg.wait_for(lambda m: re.search(r"step \d+/500", text_of(m)), chat_id=ANN, timeout=180)
     with open_store(tmp_path / "data" / "detbot.db") as store:
         job_dir = store.job(ANN, job).job_dir
+    deadline = time.monotonic() + 120  # progress is reported before the loop's checkpoint is written
+    while time.monotonic() < deadline and '"checkpoint"' not in (job_dir / "events.jsonl").read_text():
+        time.sleep(0.2)
     os.kill(running_pid(JobPaths(job_dir)), signal.SIGKILL)
     notice = tg.wait_for(lambda m: "stopped unexpectedly" in text_of(m), chat_id=ANN, timeout=60)
     assert f"/resume {job}" in text_of(notice)

@@ -9,6 +9,7 @@ from bot.config import load_settings
 from bot.training import TrainingError, TrainingService
 from pipeline.events import EventLog
 from storage import open_store
+from tests.builders import store_with_dataset
 
 USER = 42
 SETTINGS = {"TELEGRAM_BOT_TOKEN": "123:abc", "ALLOWED_USER_IDS": str(USER)}
@@ -16,10 +17,7 @@ SETTINGS = {"TELEGRAM_BOT_TOKEN": "123:abc", "ALLOWED_USER_IDS": str(USER)}
 
 @pytest.fixture
 def service(tmp_path):
-    store = open_store(tmp_path / "detbot.db")
-    store.ensure_user(USER, "ann")
-    dataset = store.add_dataset(USER, "shapes.zip", str(tmp_path / "ws"), 1000)
-    store.finish_dataset(dataset.id, {"images": 40, "classes": ["circle"]})
+    store, dataset = store_with_dataset(tmp_path / "detbot.db", USER, tmp_path / "ws")
     svc = TrainingService(store, load_settings(SETTINGS, env_file=None))
     yield svc, dataset
     store.close()
@@ -52,3 +50,32 @@ def test_a_failure_after_a_checkpoint_offers_resume(service, tmp_path):
                      message="Training stopped at step 40 on an unexpected error (OSError: disk full).")
     (outgoing,) = [o for o in svc.poll(job) if o.kind == "text"]
     assert "step 40" in outgoing.text and f"/resume {job.id}" in outgoing.text
+
+
+def test_an_edit_cut_short_by_a_restart_is_repaired_at_start_up(shapes_workspace, tmp_path):
+    """A split that a crash interrupted left the dataset 'editing' and its shards half rewritten."""
+    import shutil
+
+    from bot.datasets import DatasetService
+    from pipeline.tfrecord import iter_records
+    from pipeline.workspace import Workspace
+
+    workspace = tmp_path / "ws"
+    shutil.copytree(shapes_workspace, workspace)
+    store, dataset = store_with_dataset(tmp_path / "detbot.db", USER, workspace, ("circle", "square", "triangle"))
+    store.begin_edit(USER, dataset.id)
+    lost = Workspace(workspace).records("train")
+    for shard in lost[: len(lost) // 2]:
+        shard.unlink()  # the crash came between removing old shards and writing new ones
+    service = DatasetService(store, load_settings(SETTINGS | {"DETBOT_DATA_DIR": str(tmp_path)}, env_file=None))
+    try:
+        asyncio.run(service.repair_interrupted_edits())
+    finally:
+        service.close()
+        store.close()
+    store = open_store(tmp_path / "detbot.db")
+    assert store.dataset(USER, dataset.id).status == "ready"
+    train = sum(1 for path in Workspace(workspace).records("train") for _ in iter_records(path))
+    summary_train = store.dataset(USER, dataset.id).summary["splits"]["train"]["images"]
+    assert train == summary_train == 32
+    store.close()

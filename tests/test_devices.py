@@ -18,6 +18,7 @@ from bot.config import ConfigError, load_settings
 from bot.training import TrainingService
 from pipeline.hardware import detect_hardware, visible_gpu_ids
 from storage import MIGRATIONS, open_store
+from tests.builders import store_with_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 # index, uuid, memory.total (MiB), compute_cap: in nvidia-smi's (PCI bus) order
@@ -117,10 +118,7 @@ class Recorder:
 
 
 def service(tmp_path, **env):
-    store = open_store(tmp_path / "detbot.db")
-    store.ensure_user(USER, "alice")
-    dataset = store.add_dataset(USER, "shapes.zip", str(tmp_path / "ws"), 1000)
-    store.finish_dataset(dataset.id, {"images": 40, "classes": ["circle"]})
+    store, dataset = store_with_dataset(tmp_path / "detbot.db", USER, tmp_path / "ws")
     recorder = Recorder()
     return TrainingService(store, load_settings(GOOD | env, env_file=None), run_cli=recorder), recorder, dataset
 

@@ -6,7 +6,6 @@ import json
 import pytest
 
 from pipeline.health import inspect_files
-from pipeline.workspace import Workspace
 from tests.builders import image_bytes, pair, xml
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>

@@ -1,0 +1,94 @@
+"""/datasets and the clean-up buttons of /datasets and /jobs: choose a dataset, delete what is not needed.
+
+Every deletion asks first (a confirm button); ids carried by buttons are checked against
+the owner by the store, as typed ones are.
+"""
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import ContextTypes
+
+from . import texts
+from .uploads import DELETABLE_JOBS
+
+LISTED_WITH_BUTTONS = 8  # newest items that get buttons; a chat keyboard must stay readable
+
+
+def _svc(context: ContextTypes.DEFAULT_TYPE):
+    return context.bot_data["services"]
+
+
+def _confirm(data: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(texts.CONFIRM_DELETE, callback_data=data),
+                                  InlineKeyboardButton(texts.KEEP, callback_data="keep")]])
+
+
+def _markup(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
+async def datasets(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/datasets: the list with sizes and statuses, a button to make one current, one to delete it."""
+    svc, user_id = _svc(context), update.effective_user.id
+    items = svc.datasets.store.datasets(user_id)
+    current = svc.datasets.store.get_user(user_id).current_dataset_id
+    usage = await svc.datasets.usage(user_id)
+    rows = []
+    for dataset in items[:LISTED_WITH_BUTTONS]:
+        row = []
+        if dataset.ready and dataset.id != current:
+            row.append(InlineKeyboardButton(texts.use_button(dataset.id), callback_data=f"ds:use:{dataset.id}"))
+        if dataset.status in ("ready", "failed"):
+            row.append(InlineKeyboardButton(texts.delete_button(dataset.id), callback_data=f"ds:ask:{dataset.id}"))
+        if row:
+            rows.append(row)
+    await update.effective_message.reply_text(texts.datasets_list(items, current, usage), reply_markup=_markup(rows))
+
+
+async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/jobs: the list, the disk used, and delete buttons for ended jobs and for predictions."""
+    svc, user_id = _svc(context), update.effective_user.id
+    items = svc.datasets.store.jobs(user_id)
+    usage = await svc.datasets.usage(user_id)
+    ended = [job for job in items if job.status in DELETABLE_JOBS][:LISTED_WITH_BUTTONS]
+    rows = [[InlineKeyboardButton(texts.delete_button(job.id), callback_data=f"jobdel:ask:{job.id}")]
+            for job in ended]
+    if usage.predictions:
+        rows.append([InlineKeyboardButton(texts.DELETE_PREDICTIONS_BUTTON, callback_data="preddel:ask")])
+    await update.effective_message.reply_text(texts.jobs_list(items, usage), reply_markup=_markup(rows))
+
+
+async def dataset_button(query, context, action: str, dataset_id: str) -> None:
+    svc, user_id = _svc(context), query.from_user.id
+    if action == "use":
+        dataset = svc.datasets.use_dataset(user_id, dataset_id)
+        await query.message.reply_text(texts.dataset_current(dataset.id))
+    elif action == "ask":
+        dataset = svc.datasets.store.dataset(user_id, dataset_id)
+        await query.message.reply_text(texts.confirm_delete_dataset(dataset),
+                                       reply_markup=_confirm(f"ds:del:{dataset.id}"))
+    elif action == "del":
+        dataset = await svc.datasets.delete_dataset(user_id, dataset_id)
+        await query.edit_message_text(texts.dataset_deleted(dataset.id))
+
+
+async def job_files_button(query, context, action: str, job_id: str) -> None:
+    svc, user_id = _svc(context), query.from_user.id
+    if action == "ask":
+        size = await svc.datasets.job_bytes(user_id, job_id)
+        await query.message.reply_text(texts.confirm_delete_job(job_id, size),
+                                       reply_markup=_confirm(f"jobdel:del:{job_id}"))
+    elif action == "del":
+        job = await svc.datasets.delete_job(user_id, job_id)
+        await query.edit_message_text(texts.job_deleted(job.id))
+
+
+async def predictions_button(query, context, action: str) -> None:
+    svc, user_id = _svc(context), query.from_user.id
+    if action == "ask":
+        usage = await svc.datasets.usage(user_id)
+        await query.message.reply_text(texts.confirm_delete_predictions(usage.predictions),
+                                       reply_markup=_confirm("preddel:del"))
+    elif action == "del":
+        await svc.datasets.delete_predictions(user_id)
+        await query.edit_message_text(texts.PREDICTIONS_DELETED)
