@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.errors import DatasetRejected
-from pipeline.fetch import FetchError, FetchTooLarge, describe, fetch_to_file
+from pipeline.fetch import FetchError, FetchTooLarge, MinimumRate, describe, fetch_to_file
 from pipeline.ingest import archive_facts
 from pipeline.zip_directory import ArchiveFacts
 from storage import Dataset, DatasetInUse, QuotaExceeded
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_THREADS = 4  # URL downloads at once, all users together
 DOWNLOADS_PER_USER = 2
+# A download thread is shared by all users: a server that drips bytes may hold one only briefly.
+SLOWEST_DOWNLOAD = MinimumRate(bytes_per_s=64 * 2**10, grace_s=30.0)
+STALL_S = 30.0  # seconds without a byte
 DELETABLE_JOBS = ("finished", "failed", "stopped")
 _MIN_RATE = 2**20  # bytes/s a URL download must average, on top of a minute's grace
 # What a checked workspace holds besides files and records: the preview, reports, a per-image index.
@@ -161,7 +164,8 @@ class UploadsMixin:
         dataset = await self.reserve(user_id, _url_name(url), cap, usage)
         policy = "private" if self.settings.allow_private_urls else "public"
         fetch = partial(fetch_to_file, url, self.upload_path(dataset), policy=policy, max_bytes=cap,
-                        timeout=60 + cap / _MIN_RATE, abort=self._closing)
+                        timeout=60 + cap / _MIN_RATE, stall_timeout=STALL_S, abort=self._closing,
+                        min_rate=SLOWEST_DOWNLOAD)
         try:
             size = await asyncio.get_running_loop().run_in_executor(self.downloads, fetch)
         except FetchTooLarge:

@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PipelineError
@@ -319,9 +320,21 @@ def _parse(url: str) -> tuple[str, str, int, str]:
     return scheme, host, port, urllib.parse.quote(target, safe="/?&=%:@!$'()*+,;~-._")
 
 
+@dataclass(frozen=True)
+class MinimumRate:
+    """A download must average ``bytes_per_s`` from ``grace_s`` on: a slow drip holds a slot briefly."""
+
+    bytes_per_s: float
+    grace_s: float = 30.0
+
+    def check(self, size: int, elapsed: float) -> None:
+        if elapsed > self.grace_s and size < (elapsed - self.grace_s) * self.bytes_per_s:
+            raise FetchError(f"too slow: {size} bytes in {elapsed:.0f} s")
+
+
 def fetch_to_file(url: str, target: Path, *, policy: str, max_bytes: int, timeout: float,
                   stall_timeout: float | None = None, resolver: Resolver | None = None,
-                  abort: threading.Event | None = None) -> int:
+                  abort: threading.Event | None = None, min_rate: MinimumRate | None = None) -> int:
     """Download ``url`` to ``target`` (200 only); returns its size. On any failure no file is left."""
     target = Path(target)
     complete = False
@@ -330,7 +343,7 @@ def fetch_to_file(url: str, target: Path, *, policy: str, max_bytes: int, timeou
                       resolver=resolver, abort=abort) as response:
             if response.status != 200:
                 raise FetchError(f"HTTP {response.status} {response.reason}", status=response.status)
-            size = _copy(response, target, max_bytes)
+            size = _copy(response, target, max_bytes, min_rate)
         complete = True
         return size
     finally:
@@ -338,16 +351,18 @@ def fetch_to_file(url: str, target: Path, *, policy: str, max_bytes: int, timeou
             target.unlink(missing_ok=True)
 
 
-def _copy(response: Response, target: Path, max_bytes: int) -> int:
+def _copy(response: Response, target: Path, max_bytes: int, min_rate: MinimumRate | None) -> int:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchTooLarge(max_bytes)
-    size = 0
+    size, start = 0, time.monotonic()
     with open(target, "wb") as out:
         while chunk := response.read(_CHUNK):
             size += len(chunk)
             if size > max_bytes:
                 raise FetchTooLarge(max_bytes)
+            if min_rate is not None:
+                min_rate.check(size, time.monotonic() - start)
             out.write(chunk)
     if declared.isdigit() and size != int(declared):
         raise FetchError(f"the connection closed after {size} of {declared} bytes")

@@ -10,6 +10,11 @@ from pipeline.synthetic import SyntheticSpec, make_voc_zip
 from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram
 
 
+def pytest_collection_modifyitems(items):
+    """Slow files first: the workers share them out from the start instead of one waiting on the last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def shapes_workspace(tmp_path_factory) -> Path:
     """A prepared workspace of 40 generated shapes images (32 train, 8 val, 3 classes). Read-only."""

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline.fetch import (GENERIC_MESSAGE, FetchError, FetchTooLarge, address_allowed, fetch_to_file,
-                            open_url, vet)
+from pipeline.fetch import (GENERIC_MESSAGE, FetchError, FetchTooLarge, MinimumRate, address_allowed,
+                            fetch_to_file, open_url, vet)
 
 
 @pytest.mark.parametrize("address, public, private", [
@@ -233,6 +233,17 @@ def test_one_deadline_for_the_whole_fetch(server, tmp_path, path):
         fetch_to_file(_url(server, path), target, policy="any", max_bytes=10**6, timeout=1.0)
     assert time.monotonic() - started < 3
     assert isinstance(caught.value.cause, TimeoutError) and not target.exists()
+
+
+def test_a_drip_below_the_minimum_rate_is_cut_after_the_grace(server, tmp_path):
+    """A slow drip holds a shared download thread only for the grace, not for the whole deadline."""
+    target = tmp_path / "a.zip"
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        fetch_to_file(_url(server, "/drip"), target, policy="any", max_bytes=10**6, timeout=30,
+                      min_rate=MinimumRate(bytes_per_s=10**6, grace_s=0.5))
+    assert 0.5 <= time.monotonic() - started < 3 and "too slow" in caught.value.detail
+    assert not target.exists()
 
 
 def test_abort_ends_a_fetch_at_once(server, tmp_path):
