@@ -17,8 +17,6 @@ import pytest
 from pipeline.cli import main
 from pipeline.events import read_events
 from pipeline.jobs import JobPaths, running_pid
-from pipeline.steps import PrepareOptions, prepare
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
 
 tf = pytest.importorskip("tensorflow")
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +24,8 @@ FAST = ["trainer.steps_per_loop=5", "trainer.checkpoint_interval=5"]
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("train")
-    archive = make_voc_zip(base / "shapes.zip", SyntheticSpec(images=40, seed=7))
-    prepare(archive, base / "ws", PrepareOptions(val_ratio=0.2))
-    return base / "ws"
+def workspace(shapes_workspace) -> Path:
+    return shapes_workspace  # jobs go to their own --job-dir: the shared workspace is only read
 
 
 def train(capsys, workspace: Path, job: Path, *args) -> tuple[int, dict]:
