@@ -93,7 +93,7 @@ class DatasetService(UploadsMixin):
         split_report = steps.split_report(ws, ws.load_samples())
         summary["splits"] = {name: asdict(stats) for name, stats in split_report.splits.items()}
         summary["warnings"] = list(split_report.warnings)
-        self.store.finish_dataset(dataset.id, summary, _size(ws.root))
+        self.store.finish_dataset(dataset.id, summary, dataset_bytes(ws.root))
 
     async def repair_interrupted_edits(self) -> None:
         """At start-up: a split or class edit a restart cut short may have left some shards old and
@@ -107,7 +107,3 @@ class DatasetService(UploadsMixin):
         if not dataset.ready:
             raise DatasetError(f"Dataset {dataset.id} is {dataset.status}; wait for its report or send another zip.")
         return dataset
-
-
-def _size(path: Path) -> int:
-    return dataset_bytes(path)  # job folders inside the workspace are counted as jobs, not twice

@@ -12,7 +12,6 @@ from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from pipeline.errors import PipelineError
-from pipeline.hardware import detect_hardware
 from pipeline.models import catalog, get_model, recommend
 from storage import StoreError
 
@@ -130,7 +129,7 @@ async def labels(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc, user_id = services(context), update.effective_user.id
     dataset = svc.datasets.current(user_id)
-    choice = recommend((dataset.summary or {}).get("labelled_images", 0), detect_hardware())
+    choice = recommend((dataset.summary or {}).get("labelled_images", 0), svc.training.hardware)
     rows = [[InlineKeyboardButton(texts.model_button(spec.to_json() | {"recommended": spec.name == choice.name}),
                                   callback_data=f"model:{spec.name}")] for spec in catalog()]
     await update.effective_message.reply_text(f"Pick a detector. Recommended (*): {choice.name} - {choice.reason}.",
@@ -141,7 +140,7 @@ async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc, user_id = services(context), update.effective_user.id
     dataset = svc.datasets.ready(user_id)
     user = svc.datasets.store.get_user(user_id)
-    name = user.chosen_model or recommend(dataset.summary.get("labelled_images", 0), detect_hardware()).name
+    name = user.chosen_model or recommend(dataset.summary.get("labelled_images", 0), svc.training.hardware).name
     max_steps = svc.training.settings.max_steps
     request = parse_train_args(context.args or [], name, max_steps)
     card = svc.training.card(dataset, request)
