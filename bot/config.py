@@ -42,6 +42,11 @@ class Settings:
     def db_path(self) -> Path:
         return self.data_dir / "detbot.db"
 
+    @property
+    def url_policy(self) -> str:
+        """The address policy of ``pipeline.fetch`` for URLs fetched on behalf of a chat user."""
+        return "private" if self.allow_private_urls else "public"
+
     def job_gpus(self, visible: int) -> int:
         """GPUs one training gets when ``visible`` GPUs are visible to the bot."""
         if self.gpus_per_job is not None:

@@ -103,8 +103,7 @@ class TrainingService:
         """Start the job's trainer on GPUs no other training holds; with too few free, it stays queued."""
         gpus = None
         if self.gpu_ids:
-            held = self._held_gpus()
-            gpus = tuple(gpu for gpu in self.gpu_ids if gpu not in held)[: self.gpus_per_job]
+            gpus = self._free_gpus(self.gpu_ids, self.gpus_per_job)
             if len(gpus) < self.gpus_per_job:
                 return job
             log.info("job %s gets GPU %s", job.id, ",".join(gpus))
@@ -131,6 +130,11 @@ class TrainingService:
         reason = error.get("message") if isinstance(error, dict) else None
         log.warning("job %s could not start: %s (the launch's stderr: %s)", job.id, reason, job.job_dir / LAUNCH_LOG)
         return self.store.update_job(job.id, status="failed", error=reason or texts.NO_TRAINER, finished=time.time())
+
+    def _free_gpus(self, among: tuple[str, ...], count: int) -> tuple[str, ...]:
+        """Up to ``count`` of ``among`` that no queued-up or running training holds, in order."""
+        held = self._held_gpus()
+        return tuple(gpu for gpu in among if gpu not in held)[:count]
 
     def _held_gpus(self) -> set[str]:
         held = set()
@@ -283,9 +287,8 @@ class TrainingService:
         """
         if not self.gpu_ids:
             return None
-        held = self._held_gpus()
         own = self.gpu_ids if job is None or job.gpus is None else job.gpus
-        gpus = tuple(gpu for gpu in own if gpu not in held)[:1]
+        gpus = self._free_gpus(own, 1)
         name = f"{what} of job {job.id}" if job else what
         log.info("%s runs on %s", name, f"GPU {gpus[0]}" if gpus else "the CPU: trainings hold its GPUs")
         return _gpu_env(gpus)
@@ -358,8 +361,7 @@ def _train_args(job: Job, settings: Settings) -> list[str]:
     """Everything after the workspace, built from checked values only; overrides go after "--", where
     the CLI reads nothing as an option."""
     lengths, chosen = _checked_request(job.request, settings.max_steps)
-    policy = "private" if settings.allow_private_urls else "public"
-    return ["--model", get_model(job.model).name, "--job-dir", str(job.job_dir), "--url-policy", policy,
+    return ["--model", get_model(job.model).name, "--job-dir", str(job.job_dir), "--url-policy", settings.url_policy,
             *lengths, *chosen.trainer_options(), "--detach", "--json", "--", *chosen.overrides()]
 
 

@@ -162,8 +162,7 @@ class UploadsMixin:
         if cap <= 0:
             raise DatasetError(texts.quota_full(usage.total, usage.limit))
         dataset = await self.reserve(user_id, _url_name(url), cap, usage)
-        policy = "private" if self.settings.allow_private_urls else "public"
-        fetch = partial(fetch_to_file, url, self.upload_path(dataset), policy=policy, max_bytes=cap,
+        fetch = partial(fetch_to_file, url, self.upload_path(dataset), policy=self.settings.url_policy, max_bytes=cap,
                         timeout=60 + cap / _MIN_RATE, stall_timeout=STALL_S, abort=self._closing,
                         min_rate=SLOWEST_DOWNLOAD)
         try:
