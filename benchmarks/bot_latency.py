@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot import texts  # noqa: E402
 from bot.uploads import DOWNLOAD_THREADS  # noqa: E402
-from pipeline.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
 from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram  # noqa: E402
 from tests.test_bot_e2e import ANN, BOB, BotProcess, kill_trainers, start_training, text_of, upload  # noqa: E402
 

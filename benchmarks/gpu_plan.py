@@ -29,10 +29,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.events import read_events  # noqa: E402
-from pipeline.hardware import parse_hardware_spec  # noqa: E402
-from pipeline.models import get_model, recommend  # noqa: E402
-from pipeline.train_config import DataFacts, TrainRequest, plan_schedule  # noqa: E402
+from pipeline.train.events import read_events  # noqa: E402
+from pipeline.train.hardware import parse_hardware_spec  # noqa: E402
+from pipeline.train.catalogue import get_model, recommend  # noqa: E402
+from pipeline.train.config import DataFacts, TrainRequest, plan_schedule  # noqa: E402
 
 MACHINES = {
     "CPU (2 cores)": "gpus=0",
@@ -93,8 +93,8 @@ def _duration(seconds: float) -> str:
 
 
 def emulate(rows: list[dict], workdir: Path, loops: int) -> None:
-    from pipeline.steps import PrepareOptions, prepare
-    from pipeline.synthetic import SyntheticSpec, make_voc_zip
+    from pipeline.data.steps import PrepareOptions, prepare
+    from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 
     ws = workdir / "ws"
     if not (ws / "summary.json").exists():

@@ -32,10 +32,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.events import read_events  # noqa: E402
-from pipeline.hardware import detect_hardware, parse_hardware_spec  # noqa: E402
-from pipeline.models import get_model  # noqa: E402
-from pipeline.train_config import DataFacts, TrainRequest, plan_schedule  # noqa: E402
+from pipeline.train.events import read_events  # noqa: E402
+from pipeline.train.hardware import detect_hardware, parse_hardware_spec  # noqa: E402
+from pipeline.train.catalogue import get_model  # noqa: E402
+from pipeline.train.config import DataFacts, TrainRequest, plan_schedule  # noqa: E402
 
 MODEL, SIZE = "resnet50-fpn", 640
 TARGET = 150.0  # images/s on one H100/H200
@@ -60,8 +60,8 @@ def planned_batch(hardware) -> int:
 
 
 def workspace(workdir: Path, images: int) -> Path:
-    from pipeline.steps import PrepareOptions, prepare
-    from pipeline.synthetic import SyntheticSpec, make_voc_zip
+    from pipeline.data.steps import PrepareOptions, prepare
+    from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 
     ws = workdir / f"ws-{images}"
     if not (ws / "summary.json").exists():

@@ -25,9 +25,9 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.images import check_image  # noqa: E402
-from pipeline.parallel import chunks, default_workers, parallel_map  # noqa: E402
-from pipeline.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
+from pipeline.data.images import check_image  # noqa: E402
+from pipeline.data.parallel import chunks, default_workers, parallel_map  # noqa: E402
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
 
 TARGET_RATIO = 5.0  # prepare may take at most this many times the floor
 MEMORY_GROWTH_LIMIT = 0.20  # peak tree RSS may grow at most this much from N/4 to N images

@@ -21,10 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.events import read_events  # noqa: E402
-from pipeline.jobs import JobPaths, request_stop  # noqa: E402
-from pipeline.steps import PrepareOptions, prepare  # noqa: E402
-from pipeline.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
+from pipeline.train.events import read_events  # noqa: E402
+from pipeline.train.job_folder import JobPaths  # noqa: E402
+from pipeline.train.job_process import request_stop
+from pipeline.data.steps import PrepareOptions, prepare  # noqa: E402
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 TARGETS = {"shapes": (0.95, 300.0, []), "kangaroo": (0.65, 600.0, ["--steps", "2400"])}

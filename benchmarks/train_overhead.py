@@ -44,7 +44,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.events import read_events  # noqa: E402
+from pipeline.train.events import read_events  # noqa: E402
 
 TARGET = 0.02  # ours may be at most 2% slower than Model Garden
 QUIET_CORES, QUIET_SAMPLE_S = 0.25, 10.0  # quiet: other processes used under 0.25 cores for 10 s
@@ -77,11 +77,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def build_job(workdir: Path, images: int, steps: int) -> tuple[Path, Path]:
     """The prepared workspace and the job (created once per step count) both sides train."""
-    from pipeline.hardware import detect_hardware
-    from pipeline.launch import create_job
-    from pipeline.steps import prepare
-    from pipeline.synthetic import SyntheticSpec, make_voc_zip
-    from pipeline.train_config import TrainRequest
+    from pipeline.train.hardware import detect_hardware
+    from pipeline.train.launch import create_job
+    from pipeline.data.steps import prepare
+    from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
+    from pipeline.train.config import TrainRequest
 
     ws = workdir / f"ws-{images}"
     if not (ws / "summary.json").exists():
@@ -164,8 +164,8 @@ def model_garden_main(params_yaml: Path, model_dir: Path) -> None:
     from official.core import task_factory, train_lib
     from official.modeling import performance
 
-    from pipeline.train_config import load_params
-    from pipeline.train_session import build_strategy
+    from pipeline.train.config import load_params
+    from pipeline.train.session import build_strategy
 
     experiment = json.loads((params_yaml.parent / "job.json").read_text())["experiment"]
     params = load_params(experiment, params_yaml)

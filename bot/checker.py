@@ -61,8 +61,8 @@ def prepare_in_worker(archive: str, out: str, budget_bytes: int | None) -> dict:
     from pipeline.errors import PipelineError
 
     try:
-        from pipeline import steps
-        from pipeline.ingest import ExtractLimits
+        from pipeline.data import steps
+        from pipeline.data.ingest import ExtractLimits
 
         options = steps.PrepareOptions(limits=ExtractLimits(budget_bytes=budget_bytes))
         return {"summary": steps.prepare(Path(archive), Path(out), options)}

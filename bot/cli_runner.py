@@ -13,16 +13,18 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.files import PROJECT_ROOT
+
 from . import texts
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+
 LAUNCH_LOG = "launch.log"  # in the job folder: the stderr of each launch of its trainer
 
 
 async def run_cli(args: list[str], env: dict[str, str] | None = None):
     """``env`` None: the bot's own environment. No JSON answer, or a failure without one, is an error."""
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", *args, cwd=ROOT, env=env,
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", *args, cwd=PROJECT_ROOT, env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await process.communicate()
     _keep_stderr(args, stderr, process.returncode)

@@ -9,8 +9,8 @@ import asyncio
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline import steps
-from pipeline.workspace import Workspace
+from pipeline.data import steps
+from pipeline.data.workspace import Workspace
 from storage import Dataset, Store
 
 from .checker import CheckPool
@@ -77,7 +77,7 @@ class DatasetService(UploadsMixin):
                 self.store.end_edit(dataset.id)
 
     def _relabel(self, dataset: Dataset, rename, merge, drop) -> tuple[list[dict], list[dict]]:
-        from pipeline.labels import load_plan
+        from pipeline.data.label_plan import load_plan
 
         ws = Workspace(dataset.workspace)
         if not (rename or merge or drop):  # a listing writes nothing, so it is fine on a dataset in use

@@ -12,7 +12,7 @@ from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from pipeline.errors import PipelineError
-from pipeline.models import catalog, get_model, recommend
+from pipeline.train.catalogue import catalog, get_model, recommend
 from storage import StoreError
 
 from . import cleanup, texts

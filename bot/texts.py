@@ -156,7 +156,7 @@ TRAIN_SETTING_ABOUT = {
 
 
 def train_settings(options) -> str:
-    """The allowlist (``pipeline.chat_overrides.OPTIONS``), one setting a line."""
+    """The allowlist (``pipeline.train.chat_overrides.OPTIONS``), one setting a line."""
     lines = ["/train takes a length (/train 30 for epochs, /train 500 steps) and these settings as name=value, "
              "e.g. /train 500 steps lr=0.01 batch=16:"]
     lines += [f"  {o.name}: {TRAIN_SETTING_ABOUT.get(o.name, o.target)}, {_allowed(o)}" for o in options]
@@ -183,7 +183,7 @@ def train_word_unknown(word: str, options) -> str:
 
 
 def train_setting_refused(error, options) -> str:
-    """A ``pipeline.chat_overrides.ChatOptionError``, worded for the chat."""
+    """A ``pipeline.train.chat_overrides.ChatOptionError``, worded for the chat."""
     option, word = error.option, _short(error.word)
     if error.problem == "unknown":
         name = _short(error.word.partition("=")[0])

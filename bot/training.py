@@ -14,15 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.chat_overrides import (EPOCHS, OPTIONS, ChatOptionError, ChatSettings, literal, parse_chat_settings,
+from pipeline.train.chat_overrides import (EPOCHS, OPTIONS, ChatOptionError, ChatSettings, literal, parse_chat_settings,
                                      parse_value, steps_option)
 from pipeline.errors import PipelineError
-from pipeline.hardware import detect_hardware, visible_gpu_ids
-from pipeline.events import parse_line
-from pipeline.jobs import JobPaths, request_stop, running_pid
-from pipeline.models import get_model
-from pipeline.train_config import TrainRequest, plan_schedule, workspace_facts
-from pipeline.workspace import Workspace
+from pipeline.train.hardware import detect_hardware, visible_gpu_ids
+from pipeline.train.events import parse_line
+from pipeline.train.job_folder import JobPaths
+from pipeline.train.job_process import request_stop, running_pid
+from pipeline.train.catalogue import get_model
+from pipeline.train.config import TrainRequest, plan_schedule, workspace_facts
+from pipeline.data.workspace import Workspace
 from storage import Dataset, Job, Store, StoreError
 
 from . import texts
@@ -31,7 +32,7 @@ from .cli_runner import run_cli as _run_cli
 from .config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+
 # Seconds per step at the CPU batch, measured on this 2-core machine; elsewhere ETA comes from progress.
 CPU_STEP_S = {"mobilenetv2-fpn": 0.25, "spinenet49-mobile": 0.5, "resnet50-fpn": 1.7, "spinenet49": 1.5}
 STARTUP_GRACE_S = 120.0
@@ -296,7 +297,7 @@ class TrainingService:
 
 def parse_train_args(args: list[str], model: str, max_steps: int) -> TrainRequest:
     """``/train [E | N steps | steps=N | epochs=E] [name=value ...]``: every word is data, checked here;
-    settings are only those of ``pipeline.chat_overrides``, and no word reaches the trainer as typed."""
+    settings are only those of ``pipeline.train.chat_overrides``, and no word reaches the trainer as typed."""
     lengths: dict[str, int | float] = {}
     settings = []
     words = list(args)

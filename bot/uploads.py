@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pipeline.errors import DatasetRejected
 from pipeline.fetch import FetchError, FetchTooLarge, MinimumRate, describe, fetch_to_file
-from pipeline.ingest import archive_facts
-from pipeline.zip_directory import ArchiveFacts
+from pipeline.data.ingest import archive_facts
+from pipeline.data.zip_directory import ArchiveFacts
 from storage import Dataset, DatasetInUse, QuotaExceeded
 
 from . import texts

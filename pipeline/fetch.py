@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PipelineError
+from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Object Detection API label maps (``label_map.pbtxt``) and class edits.
+"""Object Detection API label maps (``label_map.pbtxt``): the format, read, written and checked.
 
 The reader is a small tokenizer rather than protobuf's ``text_format`` so that
 TensorFlow stays off the dataset path and every error can name the line to fix.
@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .errors import LabelMapError, UsageError
+from pipeline.errors import LabelMapError
+from pipeline.files import write_text
 
 _EXAMPLE_ITEM = "item { id: 1 name: 'dog' }"
 
@@ -30,6 +31,10 @@ class LabelMap:
 
     def ids(self) -> dict[str, int]:
         return {item.name: item.id for item in self.items}
+
+    def names(self) -> dict[int, str]:
+        """Class id -> name, as detections and metrics are labelled."""
+        return {item.id: item.name for item in self.items}
 
     def lookup(self, label: str) -> LabelItem | None:
         """The item named ``label``; a display name only counts when no name matches."""
@@ -74,9 +79,7 @@ def to_pbtxt(label_map: LabelMap) -> str:
 def write_pbtxt(label_map: LabelMap, path: Path) -> None:
     """Write atomically so training never reads half a label map."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_pbtxt(label_map), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, to_pbtxt(label_map))
 
 
 _PUNCTUATION = frozenset("{}<>[]:,;")
@@ -299,98 +302,6 @@ def read_pbtxt(path: Path) -> LabelMap:
         raise LabelMapError(f"The label map {path.name} is not UTF-8 text. Save it as UTF-8 and send it "
                             "again.", details={"file": path.name}) from None
     return parse_pbtxt(text, path.name)
-
-
-@dataclass(frozen=True)
-class LabelEdits:
-    """Raw label -> final label (None: dropped); labels not in ``mapping`` stay as they are."""
-
-    mapping: dict[str, str | None] = field(default_factory=dict)
-
-    def __post_init__(self):
-        object.__setattr__(self, "mapping", dict(self.mapping))  # callers' dicts must not change us
-
-    def apply(self, label: str) -> str | None:
-        return self.mapping.get(label, label)
-
-
-def _retarget(edits: LabelEdits, old: str, new: str | None) -> LabelEdits:
-    """Send every raw label that now ends as ``old`` to ``new`` instead."""
-    mapping = {raw: (new if final == old else final) for raw, final in edits.mapping.items()}
-    if old not in edits.mapping:
-        mapping[old] = new  # the raw label ``old`` itself, which had no entry
-    return LabelEdits({raw: final for raw, final in sorted(mapping.items()) if raw != final})
-
-
-def _check_new_name(name: str, command: str) -> None:
-    """Refuse names that would be invisible, ambiguous or break the label map file."""
-    if not name.strip():
-        problem = "is empty"
-    elif any(unicodedata.category(char) == "Cc" for char in name):
-        problem = "contains a line break or control character"
-    elif not name.strip("'\"` "):
-        problem = "is only quotes"
-    elif name != name.strip():
-        problem = "starts or ends with a space"
-    else:
-        return
-    raise UsageError(f"the new class name {name!r} {problem}. Write a plain one-line name without quotes, "
-                     f"e.g. `{command}`.")
-
-
-def _check_known(known: set[str], names: Sequence[str], command: str) -> None:
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        listed = ", ".join(repr(name) for name in sorted(known)) or "none (every label was dropped)"
-        missing = ", ".join(repr(name) for name in unknown)
-        raise UsageError(f"there is no class {missing}. The classes are: {listed}. Spell the names exactly "
-                         f"as listed (case and spaces count), e.g. `{command}`.")
-
-
-def rename(edits: LabelEdits, known: set[str], old: str, new: str) -> LabelEdits:
-    """Rename a current class; renaming onto another class's name merges the two."""
-    command = "labels --rename OLD=NEW"
-    _check_new_name(new, command)
-    _check_known(known, [old], command)
-    return edits if old == new else _retarget(edits, old, new)
-
-
-def merge(edits: LabelEdits, known: set[str], sources: Sequence[str], target: str) -> LabelEdits:
-    command = "labels --merge A,B=NEW"
-    _check_new_name(target, command)
-    if not sources:
-        raise UsageError(f"no class to merge was given. Write the classes before '=', e.g. `{command}`.")
-    _check_known(known, sources, command)
-    for source in dict.fromkeys(sources):
-        if source != target:
-            edits = _retarget(edits, source, target)
-    return edits
-
-
-def drop(edits: LabelEdits, known: set[str], name: str) -> LabelEdits:
-    _check_known(known, [name], "labels --drop NAME")
-    return _retarget(edits, name, None)
-
-
-def parse_rename(expr: str) -> tuple[str, str]:
-    """``old=new``; spaces around the names are ignored."""
-    old, sep, new = expr.partition("=")
-    old, new = old.strip(), new.strip()
-    if not sep or "=" in new or not old or not new:
-        raise UsageError(f"cannot read the rename {expr!r}. Write it as OLD=NEW, e.g. "
-                         "`labels --rename wbc=WBC`.")
-    return old, new
-
-
-def parse_merge(expr: str) -> tuple[list[str], str]:
-    """``a,b=c``; spaces around the names are ignored."""
-    left, sep, target = expr.partition("=")
-    sources = [name.strip() for name in left.split(",")]
-    target = target.strip()
-    if not sep or "=" in target or not target or not all(sources):
-        raise UsageError(f"cannot read the merge {expr!r}. Write it as A,B=NEW, e.g. "
-                         f"`labels --merge wbc,Wbc=WBC`.")
-    return sources, target
 
 
 _FILES_SHOWN = 5

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.synthetic import voc_xml
+from pipeline.data.synthetic import voc_xml
 
 
 def image_bytes(size=(64, 48), color=(200, 30, 30), mode="RGB", fmt="JPEG", orientation=None) -> bytes:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.steps import PrepareOptions, prepare
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.data.steps import PrepareOptions, prepare
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,8 @@ def bot(tg, tmp_path):
 
 def kill_trainers(data_dir: Path) -> None:
     """Trainers outlive the bot on purpose; a test must not leave them running."""
-    from pipeline.jobs import JobPaths, running_pid
+    from pipeline.train.job_folder import JobPaths
+    from pipeline.train.job_process import running_pid
 
     for pid_file in data_dir.rglob("train.pid"):
         pid = running_pid(JobPaths(pid_file.parent))
@@ -248,7 +249,9 @@ def test_kangaroo_upload_report(tg, bot):
 def test_dead_trainer_is_marked_interrupted_and_resumes(tg, bot, tmp_path):
     import re
 
-    from pipeline.jobs import JobPaths, running_pid
+    from pipeline.train.job_folder import JobPaths
+
+    from pipeline.train.job_process import running_pid
     from storage import open_store
 
     ann = tg.user(ANN, "Ann")

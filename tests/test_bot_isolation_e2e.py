@@ -2,7 +2,7 @@
 never stalls anyone else, and a dataset a job trains on cannot be re-split or relabelled.
 
 No training runs: each job is a store row whose events.jsonl the test writes by hand and whose
-trainer is a sleeping process of the test (what `pipeline.jobs.running_pid` checks)."""
+trainer is a sleeping process of the test (what `pipeline.train.job_process.running_pid` checks)."""
 from __future__ import annotations
 
 import re
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.events import EventLog
-from pipeline.jobs import process_start
-from pipeline.steps import prepare
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.train.events import EventLog
+from pipeline.train.job_process import process_start
+from pipeline.data.steps import prepare
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from storage import open_store
 from tests.test_bot_e2e import ANN, BOB, BotProcess, say, text_of
 

@@ -7,7 +7,7 @@ import pytest
 
 from bot.config import load_settings
 from bot.training import TrainingError, TrainingService
-from pipeline.events import EventLog
+from pipeline.train.events import EventLog
 from storage import open_store
 from tests.builders import store_with_dataset
 
@@ -57,8 +57,8 @@ def test_an_edit_cut_short_by_a_restart_is_repaired_at_start_up(shapes_workspace
     import shutil
 
     from bot.datasets import DatasetService
-    from pipeline.tfrecord import iter_records
-    from pipeline.workspace import Workspace
+    from pipeline.data.tfrecord import iter_records
+    from pipeline.data.workspace import Workspace
 
     workspace = tmp_path / "ws"
     shutil.copytree(shapes_workspace, workspace)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot import texts
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from storage import open_store
 from tests.test_bot_e2e import ANN, BotProcess, say, text_of
 

@@ -12,9 +12,9 @@ import yaml
 from bot.config import DEFAULT_MAX_STEPS, ConfigError, load_settings
 from bot.cli_runner import run_cli
 from bot.training import TrainingError, TrainingService, _request_json, _train_args, parse_train_args
-from pipeline.chat_overrides import (EPOCHS, OPTIONS, ChatOptionError, literal, parse_chat_settings, parse_value,
+from pipeline.train.chat_overrides import (EPOCHS, OPTIONS, ChatOptionError, literal, parse_chat_settings, parse_value,
                                      steps_option)
-from pipeline.cli import main
+from pipeline.cli.main import main
 from tests.builders import store_with_dataset
 
 USER = 42

@@ -16,7 +16,7 @@ import pytest
 
 from bot.config import ConfigError, load_settings
 from bot.training import TrainingService
-from pipeline.hardware import detect_hardware, visible_gpu_ids
+from pipeline.train.hardware import detect_hardware, visible_gpu_ids
 from storage import MIGRATIONS, open_store
 from tests.builders import store_with_dataset
 
@@ -227,7 +227,7 @@ def test_export_and_predict_use_a_free_gpu_of_their_job_else_the_cpu(smi, tmp_pa
 
 def test_configure_tensorflow_in_a_real_tensorflow_process():
     code = ("import logging, tensorflow as tf\n"
-            "from pipeline.devices import configure_tensorflow\n"
+            "from pipeline.train.devices import configure_tensorflow\n"
             "logging.basicConfig(level=logging.INFO)\n"
             "print(configure_tensorflow(tf))\n"
             "print(float(tf.constant(1.0) + 1))\n"  # initialised now: calling again must not raise
@@ -236,4 +236,4 @@ def test_configure_tensorflow_in_a_real_tensorflow_process():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["the", "CPU", "2.0", "the", "CPU", "the", "CPU"]
-    assert "pipeline.devices:TensorFlow runs on the CPU" in result.stderr
+    assert "pipeline.train.devices:TensorFlow runs on the CPU" in result.stderr

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline import steps
-from pipeline.cli import main
+from pipeline.data import steps
+from pipeline.cli.main import main
 from pipeline.errors import ExportError, UsageError
-from pipeline.evaluate import ImageBoxes, coco_ap, confusion_matrix
-from pipeline.export import TOLERANCE, check_agreement, choose_checkpoint, export_job
-from pipeline.jobs import JobPaths
-from pipeline.predict import extract, predict
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
+from pipeline.export.archive import TOLERANCE, check_agreement, choose_checkpoint, export_job
+from pipeline.train.job_folder import JobPaths
+from pipeline.export.predict import extract, predict
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NAMES = {1: "circle", 2: "square", 3: "triangle"}

@@ -284,7 +284,7 @@ def test_non_ascii_paths_are_percent_encoded(server, tmp_path):
 @pytest.mark.parametrize("policy", ["public", "private"])
 def test_pretrained_weights_obey_the_url_policy(server, tmp_path, policy):
     from pipeline.errors import WeightsError
-    from pipeline.weights import fetch_checkpoint
+    from pipeline.train.weights import fetch_checkpoint
 
     for url in (_url(server, "/w/ckpt.tar.gz"), _url(server, "/w/ckpt.tar.gz", "localhost"),
                 (tmp_path / "local.tar.gz").as_uri(), str(tmp_path / "local.tar.gz")):
@@ -297,8 +297,8 @@ def test_pretrained_weights_obey_the_url_policy(server, tmp_path, policy):
 def test_cli_train_takes_the_url_policy():
     import argparse
 
-    from pipeline import cli_train
-    from pipeline.train_config import TrainRequest
+    from pipeline.cli import train as cli_train
+    from pipeline.train.config import TrainRequest
 
     parser = argparse.ArgumentParser()
     cli_train.add_commands(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.events import read_events
+from pipeline.train.events import read_events
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,9 +131,9 @@ def test_show_config_prints_the_described_machines_plan(shapes_workspace):
 
 def test_a_gpu_plan_without_gpus_fails_at_start_with_the_cause(shapes_workspace, tmp_path):
     """A job planned for real GPUs that TensorFlow cannot see ends in a `failed` event, not in silence."""
-    from pipeline.hardware import parse_hardware_spec
-    from pipeline.launch import create_job
-    from pipeline.train_config import TrainRequest
+    from pipeline.train.hardware import parse_hardware_spec
+    from pipeline.train.launch import create_job
+    from pipeline.train.config import TrainRequest
 
     real = parse_hardware_spec("gpus=1,memory_gb=16,cc=7.5")
     real = type(real)(**(real.to_json() | {"assumed": False}))  # as if nvidia-smi had listed it

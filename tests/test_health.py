@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipeline.health import inspect_files
+from pipeline.data.dataset_health import inspect_files
 from tests.builders import image_bytes, pair, xml
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>

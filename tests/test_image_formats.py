@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.check import check_dataset_pixels
+from pipeline.data.pair_check import check_dataset_pixels
 from pipeline.errors import DatasetRejected
-from pipeline.health import inspect_files
-from pipeline.images import ImageCheckError, PixelBudget, check_image
-from pipeline.steps import prepare
+from pipeline.data.dataset_health import inspect_files
+from pipeline.data.images import ImageCheckError, PixelBudget, check_image
+from pipeline.data.steps import prepare
 from tests.builders import image_bytes, write_zip, xml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_eps_never_reaches_ghostscript(tmp_path):
     (fake_bin / "gs").write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
     (fake_bin / "gs").chmod(0o755)
     (tmp_path / "a.jpg").write_bytes(EPS)
-    script = ("import sys; from pathlib import Path; from pipeline.images import check_image, ImageCheckError\n"
+    script = ("import sys; from pathlib import Path; from pipeline.data.images import check_image, ImageCheckError\n"
               "try:\n    check_image(Path(sys.argv[1]).read_bytes(), '.jpg')\n"
               "except ImageCheckError as e:\n    print(e)\n")
     env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import DatasetRejected
-from pipeline.ingest import IMAGE_EXTENSIONS, ExtractLimits, Extraction, extract_zip
+from pipeline.data.ingest import IMAGE_EXTENSIONS, ExtractLimits, Extraction, extract_zip
 
 KANGAROO = Path("/work/shared/datasets/kangaroo.zip")
 

@@ -6,9 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import LabelMapError, UsageError
-from pipeline.label_map import (LabelEdits, LabelItem, LabelMap, check_coverage, derive, drop, merge,
-                                parse_merge, parse_pbtxt, parse_rename, read_pbtxt, rename, to_pbtxt,
-                                write_pbtxt)
+from pipeline.data.class_edits import LabelEdits, drop, merge, parse_merge, parse_rename, rename
+from pipeline.label_map import LabelItem, LabelMap, check_coverage, derive, parse_pbtxt, read_pbtxt, to_pbtxt, write_pbtxt
 
 
 def test_derive_sorts_distinct_labels_and_numbers_them_from_one():

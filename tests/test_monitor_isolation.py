@@ -17,8 +17,8 @@ from telegram import Bot
 from bot.config import load_settings
 from bot.monitor import watch
 from bot.training import TrainingService
-from pipeline.events import EventLog
-from pipeline.jobs import process_start
+from pipeline.train.events import EventLog
+from pipeline.train.job_process import process_start
 from storage import MIGRATIONS, DatasetInUse, StoreError, open_store
 from tests.fake_telegram import DEFAULT_TOKEN
 
@@ -216,7 +216,7 @@ def test_an_edit_claim_and_a_new_job_exclude_each_other(service, tmp_path, sleep
 
 def test_the_trainer_and_the_cli_read_past_a_corrupt_line(tmp_path):
     """Resume, plots and `pipeline status` read events.jsonl too: a corrupt line is skipped there as well."""
-    from pipeline.events import EventLog, read_events
+    from pipeline.train.events import EventLog, read_events
 
     path = tmp_path / "events.jsonl"
     log = EventLog(path)

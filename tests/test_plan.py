@@ -6,9 +6,9 @@ import math
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.hardware import Hardware, parse_hardware_spec
-from pipeline.models import catalog, get_model
-from pipeline.train_config import DataFacts, TrainRequest, base_learning_rate, plan_schedule
+from pipeline.train.hardware import Hardware, parse_hardware_spec
+from pipeline.train.catalogue import catalog, get_model
+from pipeline.train.config import DataFacts, TrainRequest, base_learning_rate, plan_schedule
 
 CPU = Hardware(cpu_cores=2)
 MACHINES = {

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.report import PROBLEM_KINDS
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.cli.main import main
+from pipeline.data.reports import PROBLEM_KINDS
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from tests.builders import image_bytes, pair, write_zip, xml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -171,7 +171,7 @@ def test_kangaroo(tmp_path, capsys):
     assert [p["file"] for p in bad] == ["kangaroo/images/00090.jpg"] and "truncated" in bad[0]["detail"]
     examples = sum(s["images"] for s in out["splits"].values())
     assert examples == out["usable_images"] == 163
-    from pipeline.tfrecord import iter_records
+    from pipeline.data.tfrecord import iter_records
     paths = out["outputs"]["train_records"] + out["outputs"]["val_records"]
     assert sum(1 for p in paths for _ in iter_records(p)) == 163
     assert all(b"00090.jpg" not in r for p in paths for r in iter_records(p))

@@ -12,7 +12,7 @@ import pytest
 
 from bot.usage import dataset_bytes, measure
 from pipeline.errors import DatasetRejected
-from pipeline.ingest import ExtractLimits, archive_facts, extract_zip
+from pipeline.data.ingest import ExtractLimits, archive_facts, extract_zip
 from storage import DatasetInUse, NotFound, QuotaExceeded, StoreError, open_store
 from tests.builders import image_bytes, write_zip
 

@@ -12,12 +12,12 @@ tf = pytest.importorskip("tensorflow")
 tf_example_decoder = pytest.importorskip("official.vision.dataloaders.tf_example_decoder")
 from PIL import Image  # noqa: E402
 
-from pipeline.dataset import Box, Sample, Transform  # noqa: E402
-from pipeline.records import build_example, shard_count, write_records  # noqa: E402
-from pipeline.tfrecord import (  # noqa: E402
+from pipeline.data.samples import Box, Sample, Transform  # noqa: E402
+from pipeline.data.records import build_example, shard_count, write_records  # noqa: E402
+from pipeline.data.tfrecord import (  # noqa: E402
     Bytes, Floats, Ints, TFRecordWriter, encode_example, iter_records,
 )
-from pipeline.workspace import Workspace  # noqa: E402
+from pipeline.data.workspace import Workspace  # noqa: E402
 
 CLASS_IDS = {"cat": 1, "dog": 2, "bird": 3}
 MiB = 1024 * 1024

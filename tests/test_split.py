@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.dataset import SPLITS, Box, Sample
+from pipeline.data.samples import SPLITS, Box, Sample
 from pipeline.errors import UsageError
-from pipeline.split import split_samples, split_stats, split_warnings
+from pipeline.data.split import split_samples, split_stats, split_warnings
 
 LABELS = "ABCD"
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.events import read_events
-from pipeline.jobs import JobPaths, running_pid
+from pipeline.cli.main import main
+from pipeline.train.events import read_events
+from pipeline.train.job_folder import JobPaths
+from pipeline.train.job_process import running_pid
 
 tf = pytest.importorskip("tensorflow")
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,11 +167,11 @@ def test_early_stop_when_ap_stops_improving(workspace, tmp_path, capsys):
 
 
 def test_pretrained_weights_come_over_http_and_initialise_the_backbone(trained_job, workspace, tmp_path, capsys):
-    from pipeline.hardware import detect_hardware
-    from pipeline.jobs import JobState, load_job
-    from pipeline.launch import create_job
-    from pipeline.train_config import TrainRequest, load_params
-    from pipeline.train_session import Session
+    from pipeline.train.hardware import detect_hardware
+    from pipeline.train.job_folder import JobState, load_job
+    from pipeline.train.launch import create_job
+    from pipeline.train.config import TrainRequest, load_params
+    from pipeline.train.session import Session
 
     source, meta = load_job(trained_job)
     trained = Session(load_params(meta["experiment"], source.params), JobState(), source)

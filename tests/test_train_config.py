@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.errors import UsageError
-from pipeline.hardware import Hardware
-from pipeline.jobs import JobState
-from pipeline.models import catalog, get_model, recommend
-from pipeline.steps import PrepareOptions, prepare
-from pipeline.synthetic import SyntheticSpec, make_voc_zip
-from pipeline.train_config import (TrainRequest, build_params, load_params, plan_schedule, save_params,
+from pipeline.train.hardware import Hardware
+from pipeline.train.job_folder import JobState
+from pipeline.train.catalogue import catalog, get_model, recommend
+from pipeline.data.steps import PrepareOptions, prepare
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.train.config import (TrainRequest, build_params, load_params, plan_schedule, save_params,
                                    workspace_facts)
-from pipeline.workspace import Workspace
+from pipeline.data.workspace import Workspace
 
 pytest.importorskip("official")
 CPU = Hardware(cpu_cores=2)
@@ -121,7 +121,7 @@ def test_overrides_are_strict_and_typed(facts):
 
 
 def test_roll_back_state_scales_learning_rate_and_batch(facts):
-    from pipeline.train_session import scaled_params
+    from pipeline.train.session import scaled_params
 
     params = build_params(get_model("mobilenetv2-fpn"), facts, CPU, TrainRequest("mobilenetv2-fpn", steps=50))
     scaled = scaled_params(params, JobState(lr_scale=0.5, batch_scale=0.5))

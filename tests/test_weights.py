@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pipeline.errors import WeightsError
-from pipeline.weights import fetch_checkpoint, to_https
+from pipeline.train.weights import fetch_checkpoint, to_https
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

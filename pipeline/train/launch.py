@@ -1,0 +1,68 @@
+"""Create (or find) a training job from a prepared workspace, and run it.
+
+The CLI and the bot start training the same way: ``python -m pipeline train``,
+in the foreground or detached into its own session.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline.train.hardware import Hardware
+from pipeline.train.job_folder import JobPaths, load_job
+from pipeline.train.job_process import claim_pid
+from pipeline.train.catalogue import get_model
+from pipeline.train.config import TrainRequest, build_params, save_params, workspace_facts
+from pipeline.data.workspace import Workspace
+from pipeline.files import write_json
+
+log = logging.getLogger(__name__)
+
+
+def create_job(workspace: Path, request: TrainRequest, job_dir: Path, hardware: Hardware,
+               weights_cache: Path) -> tuple[JobPaths, bool]:
+    """The job for ``job_dir``: created from the request, or the existing one (resume)."""
+    job = JobPaths(Path(job_dir))
+    if job.job.exists():
+        return job, False
+    ws = Workspace(Path(workspace))
+    spec = get_model(request.model)
+    facts = workspace_facts(ws)
+    init_checkpoint = _pretrained(spec, request, weights_cache)
+    params = build_params(spec, facts, hardware, request, init_checkpoint)
+    job.root.mkdir(parents=True, exist_ok=True)
+    label_map = job.root / "label_map.pbtxt"
+    shutil.copyfile(ws.label_map, label_map)  # the job keeps the map it was trained with
+    save_params(params, job.params)
+    write_json(job.job, {
+        "model": spec.name, "experiment": spec.experiment, "workspace": str(ws.root.absolute()),
+        "label_map": str(label_map.absolute()), "device": hardware.device, "hardware": hardware.to_json(),
+        "train_images": facts.train_images, "val_images": facts.val_images,
+        "request": asdict(request),
+        "init_checkpoint": init_checkpoint, "created": time.time(),
+    })
+    return job, True
+
+
+def _pretrained(spec, request: TrainRequest, cache: Path) -> str | None:
+    url = request.pretrained_url or spec.checkpoint_url
+    if not request.pretrained or not url:
+        return None
+    from pipeline.train.weights import fetch_checkpoint
+
+    return str(fetch_checkpoint(url, cache, policy=request.url_policy).prefix)
+
+
+def run_job(job_dir: Path) -> int:
+    """Train until done, stopped or failed; the exit code says which (0 done/stopped, 2 failed)."""
+    from pipeline.train.supervisor import Supervisor
+
+    job, meta = load_job(job_dir)
+    claim_pid(job)
+    try:
+        return Supervisor(job, meta).run()
+    finally:
+        job.pid.unlink(missing_ok=True)
