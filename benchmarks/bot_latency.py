@@ -13,6 +13,7 @@ namespace this run makes, on a veth pair with 10.213.x.y/30 addresses, and the b
 DETBOT_ALLOW_PRIVATE_URLS=true; both are deleted at the end. `--split-labels` measures the
 same four commands without the downloads, as the control. See benchmarks/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,12 @@ def measure(tg, user, command: str, expect: str, early: list) -> float:
     mark = tg.mark()
     started = time.perf_counter()
     user.send_text(command)
-    reply = tg.wait_for(lambda m: m["event"] == "sent" and m["kind"] == "text" and expect in text_of(m),
-                        chat_id=user.chat_id, since=mark, timeout=30)
+    reply = tg.wait_for(
+        lambda m: m["event"] == "sent" and m["kind"] == "text" and expect in text_of(m),
+        chat_id=user.chat_id,
+        since=mark,
+        timeout=30,
+    )
     elapsed = (time.perf_counter() - started) * 1000
     first = tg.wait_for(lambda m: expect in text_of(m), chat_id=user.chat_id, since=mark, timeout=1)
     if first["seq"] < reply["seq"]:
@@ -64,11 +69,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--check-images", type=int, default=2000, help="size of the dataset being checked")
-    parser.add_argument("--slow-downloads", type=int, default=0, metavar="N",
-                        help="N users each download a URL served a few bytes a second meanwhile (root, ip netns)")
+    parser.add_argument(
+        "--slow-downloads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N users each download a URL served a few bytes a second meanwhile (root, ip netns)",
+    )
     parser.add_argument("--drip-bytes", type=int, default=4, help="bytes per second the slow server sends")
-    parser.add_argument("--split-labels", action="store_true",
-                        help="also measure /split and /labels (implied by --slow-downloads): the control run")
+    parser.add_argument(
+        "--split-labels",
+        action="store_true",
+        help="also measure /split and /labels (implied by --slow-downloads): the control run",
+    )
     parser.add_argument("--split-images", type=int, default=24, help="size of the dataset /split rewrites")
     args = parser.parse_args()
     # Ctrl-C and kill both unwind through the finally blocks: the namespace must not outlive us.
@@ -76,8 +89,9 @@ def main() -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="bot-latency-"))
     (work / "data").mkdir()
-    big = make_voc_zip(work / "big.zip", SyntheticSpec(images=args.check_images, size=(640, 480), size_jitter=0.25,
-                                                       photo_like=True))
+    big = make_voc_zip(
+        work / "big.zip", SyntheticSpec(images=args.check_images, size=(640, 480), size_jitter=0.25, photo_like=True)
+    )
     slow = args.slow_downloads > 0
     edits = slow or args.split_labels
     drip = DripNetwork(work, args.drip_bytes) if slow else None
@@ -179,14 +193,30 @@ class DripNetwork:
         _ip("link", "set", self.host_link, "up")
         _ip("-n", self.namespace, "addr", "add", f"{peer}/{subnet.prefixlen}", "dev", self.ns_link)
         _ip("-n", self.namespace, "link", "set", self.ns_link, "up")
-        print(f"slow server: namespace {self.namespace}, {self.host_link} {host} <-> {self.ns_link} {peer}",
-              flush=True)
+        print(f"slow server: namespace {self.namespace}, {self.host_link} {host} <-> {self.ns_link} {peer}", flush=True)
         with self.log.open("ab") as log:
             self.server = subprocess.Popen(
-                ["ip", "netns", "exec", self.namespace, sys.executable, str(Path(__file__).with_name("drip_server.py")),
-                 "--host", self.ns_address, "--port", str(self.PORT), "--status", str(self.status),
-                 "--bytes", str(self.drip_bytes), "--tick", "1"],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.namespace,
+                    sys.executable,
+                    str(Path(__file__).with_name("drip_server.py")),
+                    "--host",
+                    self.ns_address,
+                    "--port",
+                    str(self.PORT),
+                    "--status",
+                    str(self.status),
+                    "--bytes",
+                    str(self.drip_bytes),
+                    "--tick",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while not self.status.exists():
             if self.server.poll() is not None or time.monotonic() > deadline:
@@ -229,19 +259,28 @@ class DripNetwork:
             time.sleep(0.1)
         ended = [user_id for user_id in users if not self._downloading(tg, user_id)]
         if ended:
-            raise RuntimeError(f"downloads of users {ended} ended before the measurement: "
-                               f"{[text_of(m) for u in ended for m in tg.messages(u)]}")
+            raise RuntimeError(
+                f"downloads of users {ended} ended before the measurement: "
+                f"{[text_of(m) for u in ended for m in tg.messages(u)]}"
+            )
         state = self.server_state()
-        print(f"{len(users)} downloads sent; the server has {state['open']} connections open "
-              f"(the bot runs {DOWNLOAD_THREADS} downloads at once)", flush=True)
+        print(
+            f"{len(users)} downloads sent; the server has {state['open']} connections open "
+            f"(the bot runs {DOWNLOAD_THREADS} downloads at once)",
+            flush=True,
+        )
 
     def server_state(self) -> dict:
         return json.loads(self.status.read_text())
 
     def established(self) -> int:
         """TCP connections to the server as the kernel in the namespace sees them."""
-        out = subprocess.run(["ip", "netns", "exec", self.namespace, "ss", "-Htn", "state", "established",
-                              f"( sport = :{self.PORT} )"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.namespace, "ss", "-Htn", "state", "established", f"( sport = :{self.PORT} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return len(out.splitlines())
 
     @staticmethod
@@ -256,9 +295,14 @@ class DripNetwork:
 
     def report(self, tg, users: list[int]) -> dict:
         state = self.server_state()
-        return {"sent": len(users), "waiting": sum(self._downloading(tg, u) for u in users),
-                "open": state["open"], "established": self.established(), "accepted": state["accepted"],
-                "bytes_sent": state["bytes_sent"]}
+        return {
+            "sent": len(users),
+            "waiting": sum(self._downloading(tg, u) for u in users),
+            "open": state["open"],
+            "established": self.established(),
+            "accepted": state["accepted"],
+            "bytes_sent": state["bytes_sent"],
+        }
 
 
 def _ip(*args: str, check: bool = True, quiet: bool = False) -> str:
@@ -277,8 +321,18 @@ def _free_subnet(pid: int) -> ipaddress.IPv4Network:
         words = line.split()
         if "inet" in words:
             taken.append(ipaddress.ip_interface(words[words.index("inet") + 1]).network)
-    route_types = {"unicast", "local", "broadcast", "multicast", "anycast", "blackhole", "unreachable", "prohibit",
-                   "throw", "nat"}
+    route_types = {
+        "unicast",
+        "local",
+        "broadcast",
+        "multicast",
+        "anycast",
+        "blackhole",
+        "unreachable",
+        "prohibit",
+        "throw",
+        "nat",
+    }
     for line in _ip("-4", "route", "show", "table", "all").splitlines():
         words = line.split()
         destination = words[1] if words and words[0] in route_types else (words[0] if words else "default")
@@ -292,8 +346,9 @@ def _free_subnet(pid: int) -> ipaddress.IPv4Network:
     raise RuntimeError("no free /30 in 10.213.0.0/16")
 
 
-def _print(results: dict, checking: int, early: list, args, report: dict | None, dripping: int,
-           timed_out: str | None) -> None:
+def _print(
+    results: dict, checking: int, early: list, args, report: dict | None, dripping: int, timed_out: str | None
+) -> None:
     print(f"{'command':<8} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     worst = float("inf") if timed_out else 0.0
     for command, values in results.items():
@@ -306,21 +361,29 @@ def _print(results: dict, checking: int, early: list, args, report: dict | None,
     answered = sum(map(len, results.values()))
     if timed_out:
         print(f"STOPPED: no reply to {timed_out} within 30 s, after {answered} of {args.commands} commands.")
-    print(f"{checking} of {answered} commands were answered while the {args.check_images}-image dataset "
-          "was still being checked; a training job ran throughout.")
+    print(
+        f"{checking} of {answered} commands were answered while the {args.check_images}-image dataset "
+        "was still being checked; a training job ran throughout."
+    )
     if report:
-        print(f"slow downloads ({args.drip_bytes} bytes/s each): {report['sent']} sent; at the end "
-              f"{report['waiting']} still in progress by the bot's replies (no check, no refusal), "
-              f"{report['open']} connections open at the server (kernel: {report['established']} established; "
-              f"{report['accepted']} accepted in all, {report['bytes_sent']} bytes dripped), "
-              f"{max(report['waiting'] - report['open'], 0)} waiting in the bot's download queue "
-              f"({DOWNLOAD_THREADS} download threads).")
-        print(f"{dripping} of {answered} commands were answered while all {report['sent']} downloads were in "
-              "progress and the server had every download thread's connection open.")
+        print(
+            f"slow downloads ({args.drip_bytes} bytes/s each): {report['sent']} sent; at the end "
+            f"{report['waiting']} still in progress by the bot's replies (no check, no refusal), "
+            f"{report['open']} connections open at the server (kernel: {report['established']} established; "
+            f"{report['accepted']} accepted in all, {report['bytes_sent']} bytes dripped), "
+            f"{max(report['waiting'] - report['open'], 0)} waiting in the bot's download queue "
+            f"({DOWNLOAD_THREADS} download threads)."
+        )
+        print(
+            f"{dripping} of {answered} commands were answered while all {report['sent']} downloads were in "
+            "progress and the server had every download thread's connection open."
+        )
     if early:
-        print(f"note: on {len(early)} command(s) ({', '.join(sorted(set(early)))}) a progress-message edit came "
-              "before the reply; timing to the first matching edit (as this script first did) would have "
-              "stopped early there.")
+        print(
+            f"note: on {len(early)} command(s) ({', '.join(sorted(set(early)))}) a progress-message edit came "
+            "before the reply; timing to the first matching edit (as this script first did) would have "
+            "stopped early there."
+        )
     why = f"no reply to {timed_out} in 30 s" if timed_out else f"worst p95 {worst:.1f} ms"
     print(f"target p95 < 300 ms: {'TARGET MET' if worst < 300 else 'TARGET MISSED'} ({why})")
     print(f"command: {' '.join(sys.argv)}\nload average: {os.getloadavg()}")

@@ -10,6 +10,7 @@ so far, and bytes dripped, so the benchmark can say how many downloads were stil
 Kept apart from bot_latency.py so that the process in the namespace imports nothing but
 the standard library (the benchmark itself pulls in pytest, Pillow and the fake Bot API).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,14 @@ class Drip:
 
     def write(self) -> None:
         with self.lock:
-            state = {"listening": self.listening, "open": self.open, "accepted": self.accepted,
-                     "bytes_sent": self.bytes_sent, "paths": self.paths, "time": time.time()}
+            state = {
+                "listening": self.listening,
+                "open": self.open,
+                "accepted": self.accepted,
+                "bytes_sent": self.bytes_sent,
+                "paths": self.paths,
+                "time": time.time(),
+            }
             partial = self.status.with_suffix(".tmp")
             partial.write_text(json.dumps(state))
             os.replace(partial, self.status)
@@ -56,10 +63,10 @@ class Drip:
                     self.end_headers()
                     body = b"PK\x03\x04" + bytes(drip.size - 4)
                     for start in range(0, drip.size, drip.chunk):
-                        self.wfile.write(body[start:start + drip.chunk])
+                        self.wfile.write(body[start : start + drip.chunk])
                         self.wfile.flush()
                         with drip.lock:
-                            drip.bytes_sent += len(body[start:start + drip.chunk])
+                            drip.bytes_sent += len(body[start : start + drip.chunk])
                         drip.write()
                         time.sleep(drip.tick)
                 except OSError:  # the client went away: that download is over

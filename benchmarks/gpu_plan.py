@@ -16,6 +16,7 @@ evaluations. benchmarks/gpu_throughput.py measures the real figure on a GPU host
 
     .venv/bin/python benchmarks/gpu_plan.py [--no-emulate] [--loops 3] [--workdir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.train.events import read_events  # noqa: E402
-from pipeline.train.hardware import parse_hardware_spec  # noqa: E402
 from pipeline.train.catalogue import get_model, recommend  # noqa: E402
 from pipeline.train.config import DataFacts, TrainRequest, plan_schedule  # noqa: E402
+from pipeline.train.events import read_events  # noqa: E402
+from pipeline.train.hardware import parse_hardware_spec  # noqa: E402
 
 MACHINES = {
     "CPU (2 cores)": "gpus=0",
@@ -50,8 +51,14 @@ EVALS, EVAL_S = 10, 15.0  # evaluations per run and an allowance for each (val s
 
 
 def facts(images: int) -> DataFacts:
-    return DataFacts(num_classes=4, train_images=images, val_images=max(20, images // 5), train_pattern="-",
-                     val_pattern="-", label_map="-")
+    return DataFacts(
+        num_classes=4,
+        train_images=images,
+        val_images=max(20, images // 5),
+        train_pattern="-",
+        val_pattern="-",
+        label_map="-",
+    )
 
 
 def estimate_s(model: str, hardware, steps: int, batch: int) -> float:
@@ -59,7 +66,9 @@ def estimate_s(model: str, hardware, steps: int, batch: int) -> float:
         return steps * CPU_STEP_S[model] * batch / 8 + EVALS * EVAL_S
     gflops = get_model(model).gflops or 1.0
     rate, peak, reference_gflops = REFERENCE
-    per_gpu = min(MAX_IMAGES_PER_GPU, rate * PEAK_TFLOPS[hardware.compute_capability] / peak * reference_gflops / gflops)
+    per_gpu = min(
+        MAX_IMAGES_PER_GPU, rate * PEAK_TFLOPS[hardware.compute_capability] / peak * reference_gflops / gflops
+    )
     return steps * batch / (per_gpu * hardware.gpus) + EVALS * EVAL_S
 
 
@@ -70,22 +79,35 @@ def plans() -> list[dict]:
         for images in (160, 5000):
             model = recommend(images, hardware).name
             plan = plan_schedule(get_model(model), facts(images), hardware, TrainRequest(model))
-            rows.append({"machine": name, "spec": spec, "images": images, "model": model, "plan": plan,
-                         "hardware": hardware, "epochs": plan.steps * plan.batch_size / images,
-                         "estimate": estimate_s(model, hardware, plan.steps, plan.batch_size)})
+            rows.append(
+                {
+                    "machine": name,
+                    "spec": spec,
+                    "images": images,
+                    "model": model,
+                    "plan": plan,
+                    "hardware": hardware,
+                    "epochs": plan.steps * plan.batch_size / images,
+                    "estimate": estimate_s(model, hardware, plan.steps, plan.batch_size),
+                }
+            )
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| machine | train images | model | batch | steps | epochs | warm-up | LR | precision | strategy | XLA "
-          "| estimated time |")
+    print(
+        "| machine | train images | model | batch | steps | epochs | warm-up | LR | precision | strategy | XLA "
+        "| estimated time |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         plan, hardware = row["plan"], row["hardware"]
         strategy = f"mirrored x{hardware.gpus}" if hardware.gpus else "one device"
-        print(f"| {row['machine']} | {row['images']:,} | {row['model']} | {plan.batch_size} | {plan.steps:,} | "
-              f"{row['epochs']:.0f} | {plan.warmup_steps} | {plan.learning_rate:.3f} | {hardware.precision} | "
-              f"{strategy} | {'yes' if hardware.gpus == 1 else 'no'} | {_duration(row['estimate'])} |")
+        print(
+            f"| {row['machine']} | {row['images']:,} | {row['model']} | {plan.batch_size} | {plan.steps:,} | "
+            f"{row['epochs']:.0f} | {plan.warmup_steps} | {plan.learning_rate:.3f} | {hardware.precision} | "
+            f"{strategy} | {'yes' if hardware.gpus == 1 else 'no'} | {_duration(row['estimate'])} |"
+        )
 
 
 def _duration(seconds: float) -> str:
@@ -98,11 +120,14 @@ def emulate(rows: list[dict], workdir: Path, loops: int) -> None:
 
     ws = workdir / "ws"
     if not (ws / "summary.json").exists():
-        prepare(make_voc_zip(workdir / "shapes.zip", SyntheticSpec(images=120, seed=3)), ws,
-                PrepareOptions(val_ratio=0.2))
+        prepare(
+            make_voc_zip(workdir / "shapes.zip", SyntheticSpec(images=120, seed=3)), ws, PrepareOptions(val_ratio=0.2)
+        )
     print("\nEmulated on this CPU (the plan's precision, XLA and strategy; batch scaled to fit the CPU):")
-    print(f"{'machine':<16}{'model':<19}{'precision':<10}{'replicas':>9}{'batch here':>11}{'steps/s':>9}"
-          f"{'images/s':>10}{'wall s':>8}")
+    print(
+        f"{'machine':<16}{'model':<19}{'precision':<10}{'replicas':>9}{'batch here':>11}{'steps/s':>9}"
+        f"{'images/s':>10}{'wall s':>8}"
+    )
     done = set()
     for row in rows:
         key = (row["spec"], row["model"])
@@ -110,17 +135,34 @@ def emulate(rows: list[dict], workdir: Path, loops: int) -> None:
             continue
         done.add(key)
         started, rate, wall = _run(ws, workdir / f"job-{len(done)}", row["spec"], row["model"], loops)
-        print(f"{row['machine']:<16}{row['model']:<19}{started['precision']:<10}{started['replicas']:>9}"
-              f"{started['batch_size']:>11}{rate:>9.3f}{rate * started['batch_size']:>10.2f}{wall:>8.0f}",
-              flush=True)
+        print(
+            f"{row['machine']:<16}{row['model']:<19}{started['precision']:<10}{started['replicas']:>9}"
+            f"{started['batch_size']:>11}{rate:>9.3f}{rate * started['batch_size']:>10.2f}{wall:>8.0f}",
+            flush=True,
+        )
 
 
 def _run(ws: Path, job: Path, spec: str, model: str, loops: int) -> tuple[dict, float, float]:
     loop = 2
-    cmd = [sys.executable, "-m", "pipeline", "train", str(ws), "--model", model, "--no-pretrained",
-           "--assume-hardware", spec, "--job-dir", str(job), "--steps", str(loop * (loops + 1)),
-           f"trainer.steps_per_loop={loop}", "trainer.checkpoint_interval=1000000",
-           "trainer.validation_interval=1000000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        str(ws),
+        "--model",
+        model,
+        "--no-pretrained",
+        "--assume-hardware",
+        spec,
+        "--job-dir",
+        str(job),
+        "--steps",
+        str(loop * (loops + 1)),
+        f"trainer.steps_per_loop={loop}",
+        "trainer.checkpoint_interval=1000000",
+        "trainer.validation_interval=1000000",
+    ]
     start = time.monotonic()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.monotonic() - start

@@ -19,6 +19,7 @@ On a machine without GPUs it refuses, unless told which machine to emulate
 (`--assume-hardware gpus=1,memory_gb=80,cc=9.0 --loops 2`): then the plan's numerics run on the
 CPU, the batch is scaled down to fit, and the figure says nothing about a GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.train.events import read_events  # noqa: E402
-from pipeline.train.hardware import detect_hardware, parse_hardware_spec  # noqa: E402
 from pipeline.train.catalogue import get_model  # noqa: E402
 from pipeline.train.config import DataFacts, TrainRequest, plan_schedule  # noqa: E402
+from pipeline.train.events import read_events  # noqa: E402
+from pipeline.train.hardware import detect_hardware, parse_hardware_spec  # noqa: E402
 
 MODEL, SIZE = "resnet50-fpn", 640
 TARGET = 150.0  # images/s on one H100/H200
@@ -54,8 +55,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def planned_batch(hardware) -> int:
-    facts = DataFacts(num_classes=4, train_images=PLANNED_FOR_IMAGES, val_images=1000, train_pattern="-",
-                      val_pattern="-", label_map="-")
+    facts = DataFacts(
+        num_classes=4,
+        train_images=PLANNED_FOR_IMAGES,
+        val_images=1000,
+        train_pattern="-",
+        val_pattern="-",
+        label_map="-",
+    )
     return plan_schedule(get_model(MODEL), facts, hardware, TrainRequest(MODEL)).batch_size
 
 
@@ -72,12 +79,28 @@ def workspace(workdir: Path, images: int) -> Path:
 
 def train(ws: Path, job: Path, args, batch: int) -> tuple[list[dict], float]:
     steps = args.loop_steps * (args.loops + args.warmup_loops)
-    cmd = [sys.executable, "-m", "pipeline", "train", str(ws), "--model", MODEL, "--no-pretrained",
-           "--job-dir", str(job), "--steps", str(steps), "--batch-size", str(batch),
-           f"trainer.steps_per_loop={args.loop_steps}", f"trainer.checkpoint_interval={steps}",
-           f"trainer.validation_interval={steps}", "trainer.validation_steps=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        str(ws),
+        "--model",
+        MODEL,
+        "--no-pretrained",
+        "--job-dir",
+        str(job),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch),
+        f"trainer.steps_per_loop={args.loop_steps}",
+        f"trainer.checkpoint_interval={steps}",
+        f"trainer.validation_interval={steps}",
+        "trainer.validation_steps=1",
+    ]
     if args.assume_hardware:
-        cmd[cmd.index("--job-dir"):cmd.index("--job-dir")] = ["--assume-hardware", args.assume_hardware]
+        cmd[cmd.index("--job-dir") : cmd.index("--job-dir")] = ["--assume-hardware", args.assume_hardware]
     start = time.monotonic()
     with (job.parent / "train.out").open("w") as out:
         code = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
@@ -89,11 +112,16 @@ def train(ws: Path, job: Path, args, batch: int) -> tuple[list[dict], float]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv[1:])
-    hardware = (parse_hardware_spec(args.assume_hardware) if args.assume_hardware
-                else detect_hardware(os.environ.get("CUDA_VISIBLE_DEVICES")))
+    hardware = (
+        parse_hardware_spec(args.assume_hardware)
+        if args.assume_hardware
+        else detect_hardware(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    )
     if not hardware.gpus:
-        sys.exit("no GPU visible (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES hides them): run this on the GPU "
-                 "host, or emulate one with --assume-hardware gpus=1,memory_gb=80,cc=9.0")
+        sys.exit(
+            "no GPU visible (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES hides them): run this on the GPU "
+            "host, or emulate one with --assume-hardware gpus=1,memory_gb=80,cc=9.0"
+        )
     batch = planned_batch(hardware)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-throughput-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -111,15 +139,19 @@ def main(argv: list[str]) -> int:
 def report(events: list[dict], wall: float, hardware, batch: int, args, argv: list[str]) -> None:
     started = events[0]
     loops = [e for e in events if e["event"] == "progress"]
-    window = loops[args.warmup_loops - 1:] if args.warmup_loops else loops
+    window = loops[args.warmup_loops - 1 :] if args.warmup_loops else loops
     seconds = window[-1]["time"] - window[0]["time"]
     steps = window[-1]["step"] - window[0]["step"]
     rate = steps * started["batch_size"] / seconds
-    print(f"device: {hardware.device}; {MODEL} at {SIZE}x{SIZE}, planned batch {batch}, trained batch "
-          f"{started['batch_size']}, precision {started['precision']}, XLA {'on' if started['xla'] else 'off'}, "
-          f"{started['replicas']} replica(s)")
-    print(f"steady: {steps} steps in {seconds:.1f} s = {rate:.1f} images/s "
-          f"({rate / max(1, hardware.gpus):.1f} per GPU); whole run {wall:.0f} s")
+    print(
+        f"device: {hardware.device}; {MODEL} at {SIZE}x{SIZE}, planned batch {batch}, trained batch "
+        f"{started['batch_size']}, precision {started['precision']}, XLA {'on' if started['xla'] else 'off'}, "
+        f"{started['replicas']} replica(s)"
+    )
+    print(
+        f"steady: {steps} steps in {seconds:.1f} s = {rate:.1f} images/s "
+        f"({rate / max(1, hardware.gpus):.1f} per GPU); whole run {wall:.0f} s"
+    )
     if started["emulated"]:
         print("EMULATED on the CPU: this is not a GPU figure")
     else:

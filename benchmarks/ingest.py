@@ -8,6 +8,7 @@ deleted costs ~0.5 ms of kernel time (`recently_deleted` inode scan), skewing th
 
     .venv/bin/python benchmarks/ingest.py [--images 2000] [--workdir DIR | --keep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,9 @@ def dataset(workdir: Path, images: int, seed: int) -> tuple[Path, float | None]:
     path = workdir / f"voc-{images}-seed{seed}.zip"
     if path.exists():
         return path, None
-    spec = SyntheticSpec(images=images, seed=seed, size=(640, 480), size_jitter=0.25, boxes=(1, 4),
-                         photo_like=True, quality=90)
+    spec = SyntheticSpec(
+        images=images, seed=seed, size=(640, 480), size_jitter=0.25, boxes=(1, 4), photo_like=True, quality=90
+    )
     start = time.perf_counter()
     make_voc_zip(path.with_suffix(".partial"), spec).replace(path)
     return path, time.perf_counter() - start
@@ -91,8 +93,7 @@ def check_all_jpegs(archive: Path) -> None:
     """The one check no pipeline can skip: prepare's JPEG check decode of every image, on every core."""
     with zipfile.ZipFile(archive) as zf:
         names = [name for name in zf.namelist() if name.endswith(".jpg")]
-    parallel_map(_check_members, [(str(archive), part) for part in chunks(names, 8 * default_workers())],
-                 min_items=2)
+    parallel_map(_check_members, [(str(archive), part) for part in chunks(names, 8 * default_workers())], min_items=2)
 
 
 def _check_members(task: tuple[str, list[str]]) -> None:
@@ -132,8 +133,16 @@ def monitored(cmd: list[str], workdir: Path) -> Run:
         seconds, busy = time.perf_counter() - start, _busy_cpu() - busy
         out.seek(0), err.seek(0)
         workers = [peak for pid, peak in peaks.items() if pid != proc.pid]
-        return Run(seconds, sum(cpu.values()), peaks.get(proc.pid, 0), max(workers, default=0), tree_peak,
-                   max(0.0, busy - sum(cpu.values())), out.read(), err.read())
+        return Run(
+            seconds,
+            sum(cpu.values()),
+            peaks.get(proc.pid, 0),
+            max(workers, default=0),
+            tree_peak,
+            max(0.0, busy - sum(cpu.values())),
+            out.read(),
+            err.read(),
+        )
 
 
 def _sample(root: psutil.Process, peaks: dict[int, int], cpu: dict[int, float]) -> int:
@@ -189,9 +198,11 @@ def verify(run: Run, images: int) -> list[str]:
     if "error" in summary:
         return [f"prepare failed: {summary['error']}"]
     in_splits = sum(split["images"] for split in summary["splits"].values())
-    checks = {f"usable_images is {summary['usable_images']}, expected {images}": summary["usable_images"] == images,
-              f"splits hold {in_splits} images, expected {images}": in_splits == images,
-              f"problems reported: {summary['problems'][:1]}": not summary["problems"]}
+    checks = {
+        f"usable_images is {summary['usable_images']}, expected {images}": summary["usable_images"] == images,
+        f"splits hold {in_splits} images, expected {images}": in_splits == images,
+        f"problems reported: {summary['problems'][:1]}": not summary["problems"],
+    }
     return [failure for failure, ok in checks.items() if not ok]
 
 
@@ -200,16 +211,21 @@ def tensorflow_imports(archive: Path, workdir: Path) -> list[str]:
     workspace = workdir / "workspaces" / "importtime"
     cmd = pipeline_cmd("prepare", archive, "--out", workspace, flags=("-X", "importtime"))
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
-    modules = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-               if line.startswith("import time:")]
+    modules = [
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    ]
     return sorted({name for name in modules if name.split(".")[0] in ("tensorflow", "tf_keras", "keras")})
 
 
 def step_times(archive: Path, workdir: Path) -> dict[str, float]:
     """Each subcommand on its own, one after another, on one workspace (start-up included)."""
     workspace = workdir / "workspaces" / "steps"
-    steps = {"inspect": ("inspect", archive, "--out", workspace), "labels": ("labels", workspace),
-             "split": ("split", workspace), "records": ("records", workspace)}
+    steps = {
+        "inspect": ("inspect", archive, "--out", workspace),
+        "labels": ("labels", workspace),
+        "split": ("split", workspace),
+        "records": ("records", workspace),
+    }
     times = {}
     for name, args in steps.items():
         start = time.perf_counter()
@@ -237,27 +253,41 @@ class Results:
 def print_table(args, res: Results) -> None:
     n, run, mb = args.images, res.runs[args.images], res.sizes[args.images] / MB
     print(f"\ncommand: {' '.join(sys.argv)}")
-    print(f"timings: best of {args.repeats} runs each, warm page cache, nothing dropped; RSS sampled every "
-          f"{SAMPLE_SECONDS * 1000:.0f} ms, per-process peaks from VmHWM, tree total = largest RSS sum\n")
-    rows = [("images", f"{n}"), ("dataset", f"{mb:.1f} MB"),
-            ("floor: read zip + write same bytes", f"{res.floor_s:.3f} s  ({mb / res.floor_s:.0f} MB/s; no fsync, "
-                                                  "prepare fsyncs only its shards)"),
-            ("prepare (subprocess, all cores)", f"{run.seconds:.2f} s"),
-            ("  images/s", f"{n / run.seconds:.0f}"), ("  MB/s", f"{mb / run.seconds:.1f}"),
-            ("  CPU used", f"{run.cpu_seconds:.2f} s = {run.cpu_seconds / run.seconds:.2f} of "
-                           f"{psutil.cpu_count()} cores"),
-            ("  other processes' CPU meanwhile", f"{run.other_cpu / run.seconds:.2f} cores (noise)"),
-            ("ratio prepare / floor", f"{run.seconds / res.floor_s:.1f}x  (target <= {TARGET_RATIO:g}x)"),
-            ("peak RSS main process", mib(run.main_peak)), ("peak RSS worker max", mib(run.worker_peak)),
-            ("peak RSS tree total", mib(run.tree_peak)),
-            ("info: JPEG check decode, all cores", f"{res.decode_s:.2f} s  (floor + this: ratio "
-                                                   f"{run.seconds / (res.floor_s + res.decode_s):.1f}x)"),
-            (f"info: create {2 * n} empty files", f"{res.create_s:.2f} s  ({res.create_s / (2 * n) * 1e6:.0f} "
-                                                  "us/file; extraction creates as many)")]
+    print(
+        f"timings: best of {args.repeats} runs each, warm page cache, nothing dropped; RSS sampled every "
+        f"{SAMPLE_SECONDS * 1000:.0f} ms, per-process peaks from VmHWM, tree total = largest RSS sum\n"
+    )
+    rows = [
+        ("images", f"{n}"),
+        ("dataset", f"{mb:.1f} MB"),
+        (
+            "floor: read zip + write same bytes",
+            f"{res.floor_s:.3f} s  ({mb / res.floor_s:.0f} MB/s; no fsync, prepare fsyncs only its shards)",
+        ),
+        ("prepare (subprocess, all cores)", f"{run.seconds:.2f} s"),
+        ("  images/s", f"{n / run.seconds:.0f}"),
+        ("  MB/s", f"{mb / run.seconds:.1f}"),
+        ("  CPU used", f"{run.cpu_seconds:.2f} s = {run.cpu_seconds / run.seconds:.2f} of {psutil.cpu_count()} cores"),
+        ("  other processes' CPU meanwhile", f"{run.other_cpu / run.seconds:.2f} cores (noise)"),
+        ("ratio prepare / floor", f"{run.seconds / res.floor_s:.1f}x  (target <= {TARGET_RATIO:g}x)"),
+        ("peak RSS main process", mib(run.main_peak)),
+        ("peak RSS worker max", mib(run.worker_peak)),
+        ("peak RSS tree total", mib(run.tree_peak)),
+        (
+            "info: JPEG check decode, all cores",
+            f"{res.decode_s:.2f} s  (floor + this: ratio {run.seconds / (res.floor_s + res.decode_s):.1f}x)",
+        ),
+        (
+            f"info: create {2 * n} empty files",
+            f"{res.create_s:.2f} s  ({res.create_s / (2 * n) * 1e6:.0f} us/file; extraction creates as many)",
+        ),
+    ]
     for label, value in rows:
         print(f"  {label:<38} {value}")
-    print("\nsteps one by one (each a fresh `python -m pipeline ...`, so start-up is included; "
-          "labels and split are mostly start-up):")
+    print(
+        "\nsteps one by one (each a fresh `python -m pipeline ...`, so start-up is included; "
+        "labels and split are mostly start-up):"
+    )
     for name, seconds in res.steps.items():
         print(f"  {name:<38} {seconds:.2f} s")
 
@@ -266,23 +296,33 @@ def print_verdicts(args, res: Results) -> None:
     n, quarter = args.images, max(1, args.images // 4)
     small, large = res.runs[quarter], res.runs[n]
     growth = large.tree_peak / small.tree_peak - 1
-    print(f"\nmemory: tree peak {mib(small.tree_peak)} at {quarter} images, {mib(large.tree_peak)} at {n} "
-          f"(main process {mib(small.main_peak)} -> {mib(large.main_peak)})")
+    print(
+        f"\nmemory: tree peak {mib(small.tree_peak)} at {quarter} images, {mib(large.tree_peak)} at {n} "
+        f"(main process {mib(small.main_peak)} -> {mib(large.main_peak)})"
+    )
     slope = (large.main_peak - small.main_peak) / max(1, n - quarter) / 1024
-    print(f"peak RSS grows {growth * 100:.0f}% from N/4 to N images ({quarter} -> {n}; main process "
-          f"+{slope:.1f} KiB per extra image)")
+    print(
+        f"peak RSS grows {growth * 100:.0f}% from N/4 to N images ({quarter} -> {n}; main process "
+        f"+{slope:.1f} KiB per extra image)"
+    )
     print(f"tensorflow imported by any process: {', '.join(res.tf_modules[:5]) or 'no'}")
     print(f"verification: {'; '.join(res.failures) or f'all {n} images in the records, no problems'}")
     if large.other_cpu > 0.25 * large.seconds:
         print("WARNING: other processes kept the CPUs busy during prepare; these timings are noisy")
     if res.create_s > SLOW_CREATE_SECONDS * 2 * n:
-        print("WARNING: creating a file costs > 100 us here, likely because many files on this file system "
-              "were deleted minutes ago (see the docstring); extraction pays the same")
+        print(
+            "WARNING: creating a file costs > 100 us here, likely because many files on this file system "
+            "were deleted minutes ago (see the docstring); extraction pays the same"
+        )
     speed_ok = large.seconds <= TARGET_RATIO * res.floor_s and not res.tf_modules and not res.failures
-    print(f"\nspeed target (<= {TARGET_RATIO:g}x floor, no TensorFlow, every image): "
-          f"{'TARGET MET' if speed_ok else 'TARGET MISSED'}")
-    print(f"memory target (peak grows <= {MEMORY_GROWTH_LIMIT:.0%} from N/4 to N): "
-          f"{'TARGET MET' if growth <= MEMORY_GROWTH_LIMIT else 'TARGET MISSED'}")
+    print(
+        f"\nspeed target (<= {TARGET_RATIO:g}x floor, no TensorFlow, every image): "
+        f"{'TARGET MET' if speed_ok else 'TARGET MISSED'}"
+    )
+    print(
+        f"memory target (peak grows <= {MEMORY_GROWTH_LIMIT:.0%} from N/4 to N): "
+        f"{'TARGET MET' if growth <= MEMORY_GROWTH_LIMIT else 'TARGET MISSED'}"
+    )
 
 
 def measure(args, workdir: Path) -> Results:

@@ -7,6 +7,7 @@ Runs ``python -m pipeline train`` as the CLI and the bot do, prints the AP curve
 against wall time (start-up included), the time the target AP50 was first
 reached, and the exported model's AP next to the training evaluation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.data.steps import PrepareOptions, prepare  # noqa: E402
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
 from pipeline.train.events import read_events  # noqa: E402
 from pipeline.train.job_folder import JobPaths  # noqa: E402
 from pipeline.train.job_process import request_stop
-from pipeline.data.steps import PrepareOptions, prepare  # noqa: E402
-from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 TARGETS = {"shapes": (0.95, 300.0, []), "kangaroo": (0.65, 600.0, ["--steps", "2400"])}
@@ -45,13 +46,24 @@ def main() -> int:
     workspace = _workspace(args, work)
     job = JobPaths(work / f"job-{int(time.time())}")
     started = time.monotonic()
-    command = [sys.executable, "-m", "pipeline", "train", str(workspace), "--model", "mobilenetv2-fpn",
-               "--no-pretrained", "--job-dir", str(job.root), *train_args, *args.extra]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        str(workspace),
+        "--model",
+        "mobilenetv2-fpn",
+        "--no-pretrained",
+        "--job-dir",
+        str(job.root),
+        *train_args,
+        *args.extra,
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _watch(process, job, started, budget)
     events = read_events(job.events)
-    reached = _report(events, started_wall=time.time() - (time.monotonic() - started), target=target,
-                      budget=budget)
+    reached = _report(events, started_wall=time.time() - (time.monotonic() - started), target=target, budget=budget)
     if not args.no_export:
         _export(job, work)
     print(f"\ncommand: {' '.join(sys.argv)}\ntrain: {' '.join(command[1:])}\nload average: {os.getloadavg()}")
@@ -66,8 +78,10 @@ def _workspace(args, work: Path) -> Path:
         if not archive.exists():
             raise SystemExit(f"{archive} is not here")
     summary = prepare(archive, work / "ws", PrepareOptions(val_ratio=0.2))
-    print(f"dataset: {summary['splits']['train']['images']} train / {summary['splits']['val']['images']} val "
-          f"images, classes {sorted(summary['classes'])}")
+    print(
+        f"dataset: {summary['splits']['train']['images']} train / {summary['splits']['val']['images']} val "
+        f"images, classes {sorted(summary['classes'])}"
+    )
     return work / "ws"
 
 
@@ -96,21 +110,29 @@ def _report(events: list[dict], started_wall: float, target: float, budget: floa
     if progress:
         print(f"speed at the end: {progress[-1]['steps_per_sec']} steps/s, {progress[-1]['images_per_sec']} img/s")
     ok = reached_at is not None and reached_at <= budget
-    print(f"target AP50 >= {target} within {budget:.0f} s: " +
-          (f"reached at {reached_at:.1f} s -> TARGET MET" if ok else "not reached -> TARGET MISSED"))
+    print(
+        f"target AP50 >= {target} within {budget:.0f} s: "
+        + (f"reached at {reached_at:.1f} s -> TARGET MET" if ok else "not reached -> TARGET MISSED")
+    )
     return ok
 
 
 def _export(job: JobPaths, work: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "pipeline", "export", str(job.root), "--out",
-                          str(work / "model.zip"), "--json"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "export", str(job.root), "--out", str(work / "model.zip"), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         print(f"export failed: {out.stdout[-800:]}")
         return
     report = json.loads(out.stdout)
-    print(f"\nexport: training AP {report['training_ap']:.3f} / AP50 {report['training_ap50']:.3f}; exported "
-          f"model AP {report['export_ap']:.3f} / AP50 {report['export_ap50']:.3f} (tolerance "
-          f"{report['tolerance']:.3f}); TFLite: {report['tflite']} ({report['tflite_note']}); {report['seconds']:.0f} s")
+    print(
+        f"\nexport: training AP {report['training_ap']:.3f} / AP50 {report['training_ap50']:.3f}; exported "
+        f"model AP {report['export_ap']:.3f} / AP50 {report['export_ap50']:.3f} (tolerance "
+        f"{report['tolerance']:.3f}); TFLite: {report['tflite']} ({report['tflite_note']}); {report['seconds']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

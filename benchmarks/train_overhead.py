@@ -26,6 +26,7 @@ of each side is the verdict; the machine's load and other processes' CPU are pri
 
     .venv/bin/python benchmarks/train_overhead.py [--steps 300] [--repeats 2] [--workdir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,26 +71,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=200, help="images in the generated dataset")
     parser.add_argument("--workdir", type=Path, help="dataset, job and runs (default: a temp dir, deleted)")
     parser.add_argument("--max-wait", type=float, default=300, help="seconds to wait for a quiet machine")
-    parser.add_argument("--run-model-garden", nargs=2, type=Path, metavar=("PARAMS_YAML", "MODEL_DIR"),
-                        help=argparse.SUPPRESS)  # internal: the Model Garden side, in its own process
+    parser.add_argument(
+        "--run-model-garden", nargs=2, type=Path, metavar=("PARAMS_YAML", "MODEL_DIR"), help=argparse.SUPPRESS
+    )  # internal: the Model Garden side, in its own process
     return parser.parse_args(argv)
 
 
 def build_job(workdir: Path, images: int, steps: int) -> tuple[Path, Path]:
     """The prepared workspace and the job (created once per step count) both sides train."""
-    from pipeline.train.hardware import detect_hardware
-    from pipeline.train.launch import create_job
     from pipeline.data.steps import prepare
     from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
     from pipeline.train.config import TrainRequest
+    from pipeline.train.hardware import detect_hardware
+    from pipeline.train.launch import create_job
 
     ws = workdir / f"ws-{images}"
     if not (ws / "summary.json").exists():
         shutil.rmtree(ws, ignore_errors=True)
         archive = make_voc_zip(workdir / f"shapes-{images}.zip", SyntheticSpec(images=images, size=(256, 256)))
         prepare(archive, ws)
-    job, _ = create_job(ws, TrainRequest(MODEL, steps=steps, pretrained=False), workdir / f"job-{steps}",
-                        detect_hardware(), workdir / "weights")
+    job, _ = create_job(
+        ws,
+        TrainRequest(MODEL, steps=steps, pretrained=False),
+        workdir / f"job-{steps}",
+        detect_hardware(),
+        workdir / "weights",
+    )
     return ws, job.root
 
 
@@ -105,8 +112,11 @@ def wait_until_quiet(max_wait: float) -> float:
             print(f"  still busy ({busy:.2f} cores) after {max_wait:.0f} s: measuring anyway", flush=True)
             break
         if not announced:
-            print(f"  {busy:.2f} cores busy (load {os.getloadavg()[0]:.2f}): waiting up to {max_wait:.0f} s "
-                  "for a quiet machine", flush=True)
+            print(
+                f"  {busy:.2f} cores busy (load {os.getloadavg()[0]:.2f}): waiting up to {max_wait:.0f} s "
+                "for a quiet machine",
+                flush=True,
+            )
             announced = True
     return os.getloadavg()[0]
 
@@ -143,8 +153,9 @@ def run_ours(ws: Path, job: Path, run_dir: Path) -> tuple[list[tuple[int, float]
     copy.mkdir()
     for name in JOB_FILES:
         shutil.copyfile(job / name, copy / name)
-    wall, other = timed([sys.executable, "-m", "pipeline", "train", str(ws), "--job-dir", str(copy)],
-                        run_dir / "output.log")
+    wall, other = timed(
+        [sys.executable, "-m", "pipeline", "train", str(ws), "--job-dir", str(copy)], run_dir / "output.log"
+    )
     events = read_events(copy / "events.jsonl")
     if events[-1]["event"] != "finished":
         sys.exit(f"our run did not finish: {events[-1]}")
@@ -153,8 +164,10 @@ def run_ours(ws: Path, job: Path, run_dir: Path) -> tuple[list[tuple[int, float]
 
 def run_theirs(job: Path, run_dir: Path) -> tuple[list[tuple[int, float]], float, float]:
     model_dir = run_dir / "model"
-    wall, other = timed([sys.executable, __file__, "--run-model-garden", str(job / "params.yaml"),
-                         str(model_dir)], run_dir / "output.log")
+    wall, other = timed(
+        [sys.executable, __file__, "--run-model-garden", str(job / "params.yaml"), str(model_dir)],
+        run_dir / "output.log",
+    )
     return [tuple(p) for p in json.loads((model_dir / "loop_ends.json").read_text())], wall, other
 
 
@@ -173,8 +186,9 @@ def model_garden_main(params_yaml: Path, model_dir: Path) -> None:
     strategy = build_strategy(tf, params, emulated=0)
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=str(model_dir))
-    train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=params,
-                             model_dir=str(model_dir))
+    train_lib.run_experiment(
+        distribution_strategy=strategy, task=task, mode="train_and_eval", params=params, model_dir=str(model_dir)
+    )
     (model_dir / "loop_ends.json").write_text(json.dumps(loop_ends(model_dir / "train")))
 
 
@@ -182,9 +196,12 @@ def loop_ends(summary_dir: Path) -> list[tuple[int, float]]:
     """(step, wall time) of each ``steps_per_second`` summary: Orbit writes one as each loop returns."""
     import tensorflow as tf
 
-    points = [(event.step, event.wall_time) for path in sorted(summary_dir.glob("events.out.tfevents*"))
-              for event in tf.compat.v1.train.summary_iterator(str(path))
-              if any(value.tag == "steps_per_second" for value in event.summary.value)]
+    points = [
+        (event.step, event.wall_time)
+        for path in sorted(summary_dir.glob("events.out.tfevents*"))
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        if any(value.tag == "steps_per_second" for value in event.summary.value)
+    ]
     return sorted(points)
 
 
@@ -217,8 +234,10 @@ def report(runs: list[Run], argv: list[str]) -> None:
     print(f"\n{'run':<8}{'steps':>7}{'images/s (steady)':>19}{'wall s':>9}{'other CPU s':>13}{'load':>7}")
     for run in runs:
         noisy = " (disturbed)" if run.other_cpu > NOISE_SHARE * run.wall * os.cpu_count() else ""
-        print(f"{run.name:<8}{run.steps:>7}{run.images_per_sec:>19.2f}{run.wall:>9.1f}"
-              f"{run.other_cpu:>13.1f}{run.load:>7.2f}{noisy}")
+        print(
+            f"{run.name:<8}{run.steps:>7}{run.images_per_sec:>19.2f}{run.wall:>9.1f}"
+            f"{run.other_cpu:>13.1f}{run.load:>7.2f}{noisy}"
+        )
     ours = [r.images_per_sec for r in runs if r.name == "ours"]
     theirs = [r.images_per_sec for r in runs if r.name == "theirs"]
     # Other processes only ever slow a run down, so the best run of each side is the verdict;
@@ -226,13 +245,19 @@ def report(runs: list[Run], argv: list[str]) -> None:
     pairs = [(t - o) / t for o, t in zip(ours, theirs)]
     overhead = (max(theirs) - max(ours)) / max(theirs)
     print(f"\nbest of {len(ours)}: ours {max(ours):.2f} images/s, Model Garden {max(theirs):.2f} images/s")
-    print(f"overhead (theirs - ours) / theirs: {overhead:+.2%} (per pair: {', '.join(f'{p:+.2%}' for p in pairs)};"
-          f" spread {max(pairs) - min(pairs):.2%})")
-    print(f"{'TARGET MET' if overhead <= TARGET else 'TARGET MISSED'} (<= {TARGET:.0%}); "
-          f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"overhead (theirs - ours) / theirs: {overhead:+.2%} (per pair: {', '.join(f'{p:+.2%}' for p in pairs)};"
+        f" spread {max(pairs) - min(pairs):.2%})"
+    )
+    print(
+        f"{'TARGET MET' if overhead <= TARGET else 'TARGET MISSED'} (<= {TARGET:.0%}); "
+        f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     if len(pairs) > 1 and max(pairs) - min(pairs) > TARGET:
-        print("note: the pairs spread more than the target, so this verdict is within the machine's noise; "
-              "run more --repeats on an idle machine to trust it")
+        print(
+            "note: the pairs spread more than the target, so this verdict is within the machine's noise; "
+            "run more --repeats on an idle machine to trust it"
+        )
     print("command:", " ".join([Path(sys.executable).name, *argv]))
 
 

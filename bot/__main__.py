@@ -1,4 +1,5 @@
 """``python -m bot``: start detbot with long polling (works behind NAT)."""
+
 from __future__ import annotations
 
 import logging

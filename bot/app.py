@@ -1,12 +1,20 @@
 """The composition root: builds the Application, its services and its handlers."""
+
 from __future__ import annotations
 
 import logging
 
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
-from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, MessageHandler,
-                          TypeHandler, filters)
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from storage import open_store
 
@@ -21,8 +29,14 @@ log = logging.getLogger(__name__)
 
 
 def build_application(settings: Settings) -> Application:
-    builder = (Application.builder().token(settings.token).rate_limiter(AIORateLimiter(max_retries=3))
-               .concurrent_updates(True).post_init(_post_init).post_shutdown(_post_shutdown))
+    builder = (
+        Application.builder()
+        .token(settings.token)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+    )
     if settings.base_url:
         builder = builder.base_url(settings.base_url)
     if settings.base_file_url:
@@ -30,11 +44,22 @@ def build_application(settings: Settings) -> Application:
     app = builder.local_mode(settings.local_mode).build()
     app.bot_data["settings"] = settings
     app.add_handler(TypeHandler(Update, handlers.gate), group=-1)
-    for name, callback in (("start", handlers.start), ("help", handlers.start), ("split", handlers.split),
-                           ("labels", handlers.labels), ("model", handlers.model), ("train", handlers.train),
-                           ("status", handlers.status), ("stop", handlers.stop), ("resume", handlers.resume),
-                           ("jobs", handlers.jobs), ("export", handlers.export), ("predict", handlers.predict),
-                           ("dataset", handlers.dataset_url), ("datasets", handlers.datasets)):
+    for name, callback in (
+        ("start", handlers.start),
+        ("help", handlers.start),
+        ("split", handlers.split),
+        ("labels", handlers.labels),
+        ("model", handlers.model),
+        ("train", handlers.train),
+        ("status", handlers.status),
+        ("stop", handlers.stop),
+        ("resume", handlers.resume),
+        ("jobs", handlers.jobs),
+        ("export", handlers.export),
+        ("predict", handlers.predict),
+        ("dataset", handlers.dataset_url),
+        ("datasets", handlers.datasets),
+    ):
         app.add_handler(CommandHandler(name, callback))
     app.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
     app.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
@@ -49,9 +74,12 @@ async def _post_init(app: Application) -> None:
     store = open_store(settings.db_path)
     datasets = DatasetService(store, settings)  # checks in a worker process, one at a time
     app.bot_data["services"] = handlers.Services(
-        datasets=datasets, training=TrainingService(store, settings),
-        allowed=settings.allowed_user_ids, download_limit_mb=settings.download_limit_mb,
-        local_mode=settings.local_mode)
+        datasets=datasets,
+        training=TrainingService(store, settings),
+        allowed=settings.allowed_user_ids,
+        download_limit_mb=settings.download_limit_mb,
+        local_mode=settings.local_mode,
+    )
     await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
     await _tell_interrupted(app, datasets.recover_interrupted())
     await datasets.repair_interrupted_edits()
@@ -64,8 +92,9 @@ async def _tell_interrupted(app: Application, datasets: list) -> None:
         try:  # a user's private chat has the user's id
             await app.bot.send_message(dataset.user_id, texts.check_interrupted(dataset.id, dataset.name))
         except TelegramError as error:
-            log.warning("could not tell user %s that dataset %s was interrupted: %s", dataset.user_id,
-                        dataset.id, error)
+            log.warning(
+                "could not tell user %s that dataset %s was interrupted: %s", dataset.user_id, dataset.id, error
+            )
 
 
 async def _post_shutdown(app: Application) -> None:

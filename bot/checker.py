@@ -13,6 +13,7 @@ Workers are spawned (a fresh interpreter: a fork would inherit the bot's threads
 asyncio signal handlers, which made SIGTERM a no-op), die with the bot through
 PR_SET_PDEATHSIG, and have their address space capped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,8 +92,12 @@ class CheckPool:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(os.getpid(), self._memory))
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(), self._memory),
+        )
 
     async def run(self, archive: Path, out: Path, budget_bytes: int | None) -> dict:
         """``{"summary"}``, ``{"error": PipelineError JSON}`` or ``{"crash": kind}``."""

@@ -3,6 +3,7 @@
 Every deletion asks first (a confirm button); ids carried by buttons are checked against
 the owner by the store, as typed ones are.
 """
+
 from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -19,8 +20,14 @@ def _svc(context: ContextTypes.DEFAULT_TYPE):
 
 
 def _confirm(data: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton(texts.CONFIRM_DELETE, callback_data=data),
-                                  InlineKeyboardButton(texts.KEEP, callback_data="keep")]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(texts.CONFIRM_DELETE, callback_data=data),
+                InlineKeyboardButton(texts.KEEP, callback_data="keep"),
+            ]
+        ]
+    )
 
 
 def _markup(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
@@ -51,8 +58,7 @@ async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     items = svc.datasets.store.jobs(user_id)
     usage = await svc.datasets.usage(user_id)
     ended = [job for job in items if job.status in DELETABLE_JOBS][:LISTED_WITH_BUTTONS]
-    rows = [[InlineKeyboardButton(texts.delete_button(job.id), callback_data=f"jobdel:ask:{job.id}")]
-            for job in ended]
+    rows = [[InlineKeyboardButton(texts.delete_button(job.id), callback_data=f"jobdel:ask:{job.id}")] for job in ended]
     if usage.predictions:
         rows.append([InlineKeyboardButton(texts.DELETE_PREDICTIONS_BUTTON, callback_data="preddel:ask")])
     await update.effective_message.reply_text(texts.jobs_list(items, usage), reply_markup=_markup(rows))
@@ -65,8 +71,9 @@ async def dataset_button(query, context, action: str, dataset_id: str) -> None:
         await query.message.reply_text(texts.dataset_current(dataset.id))
     elif action == "ask":
         dataset = svc.datasets.store.dataset(user_id, dataset_id)
-        await query.message.reply_text(texts.confirm_delete_dataset(dataset),
-                                       reply_markup=_confirm(f"ds:del:{dataset.id}"))
+        await query.message.reply_text(
+            texts.confirm_delete_dataset(dataset), reply_markup=_confirm(f"ds:del:{dataset.id}")
+        )
     elif action == "del":
         dataset = await svc.datasets.delete_dataset(user_id, dataset_id)
         await query.edit_message_text(texts.dataset_deleted(dataset.id))
@@ -76,8 +83,9 @@ async def job_files_button(query, context, action: str, job_id: str) -> None:
     svc, user_id = _svc(context), query.from_user.id
     if action == "ask":
         size = await svc.datasets.job_bytes(user_id, job_id)
-        await query.message.reply_text(texts.confirm_delete_job(job_id, size),
-                                       reply_markup=_confirm(f"jobdel:del:{job_id}"))
+        await query.message.reply_text(
+            texts.confirm_delete_job(job_id, size), reply_markup=_confirm(f"jobdel:del:{job_id}")
+        )
     elif action == "del":
         job = await svc.datasets.delete_job(user_id, job_id)
         await query.edit_message_text(texts.job_deleted(job.id))
@@ -87,8 +95,9 @@ async def predictions_button(query, context, action: str) -> None:
     svc, user_id = _svc(context), query.from_user.id
     if action == "ask":
         usage = await svc.datasets.usage(user_id)
-        await query.message.reply_text(texts.confirm_delete_predictions(usage.predictions),
-                                       reply_markup=_confirm("preddel:del"))
+        await query.message.reply_text(
+            texts.confirm_delete_predictions(usage.predictions), reply_markup=_confirm("preddel:del")
+        )
     elif action == "del":
         await svc.datasets.delete_predictions(user_id)
         await query.edit_message_text(texts.PREDICTIONS_DELETED)

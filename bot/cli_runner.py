@@ -3,6 +3,7 @@
 Nothing the command writes to stderr is thrown away: a trainer launch keeps it in its job
 folder (``JOB/launch.log``), and any other command's, when it failed, goes to the bot log.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,16 @@ LAUNCH_LOG = "launch.log"  # in the job folder: the stderr of each launch of its
 
 async def run_cli(args: list[str], env: dict[str, str] | None = None):
     """``env`` None: the bot's own environment. No JSON answer, or a failure without one, is an error."""
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipeline", *args, cwd=PROJECT_ROOT, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pipeline",
+        *args,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     stdout, stderr = await process.communicate()
     _keep_stderr(args, stderr, process.returncode)
     try:
@@ -55,5 +64,10 @@ def _keep_stderr(args: list[str], stderr: bytes, code: int | None) -> None:
     except OSError as error:
         log.warning("could not keep the stderr of a launch in %s (%s): %s", path, error, text[-2000:])
         return
-    log.log(logging.WARNING if code else logging.INFO, "python -m pipeline %s exited with %s; its stderr is in %s",
-            args[0], code, path)
+    log.log(
+        logging.WARNING if code else logging.INFO,
+        "python -m pipeline %s exited with %s; its stderr is in %s",
+        args[0],
+        code,
+        path,
+    )

@@ -3,6 +3,7 @@
 Every setting is documented in ``.env.example``. The error names the setting and
 says how to fix it, in one line, because it is the first thing a new user sees.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,10 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
     values = _read_env_file(env_file) | dict(os.environ if environ is None else environ)
     token = values.get("TELEGRAM_BOT_TOKEN", "").strip()
     if not token or ":" not in token:
-        raise ConfigError("TELEGRAM_BOT_TOKEN is missing or malformed: get a token from @BotFather (/newbot) "
-                          "and put TELEGRAM_BOT_TOKEN=123456:ABC... in .env (see .env.example).")
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN is missing or malformed: get a token from @BotFather (/newbot) "
+            "and put TELEGRAM_BOT_TOKEN=123456:ABC... in .env (see .env.example)."
+        )
     local = _flag(values, "TELEGRAM_LOCAL_MODE")
     default_limit = LOCAL_LIMIT_MB if local else None
     return Settings(
@@ -103,12 +106,16 @@ def _ids(text: str) -> frozenset[int]:
     ids = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
         if not part.isdigit():
-            raise ConfigError(f"ALLOWED_USER_IDS has '{part}', which is not a numeric Telegram user id: "
-                              "list ids like 12345,67890 (ask @userinfobot for yours).")
+            raise ConfigError(
+                f"ALLOWED_USER_IDS has '{part}', which is not a numeric Telegram user id: "
+                "list ids like 12345,67890 (ask @userinfobot for yours)."
+            )
         ids.add(int(part))
     if not ids:
-        raise ConfigError("ALLOWED_USER_IDS is empty: list the numeric Telegram ids allowed to use the bot, "
-                          "e.g. ALLOWED_USER_IDS=12345 (ask @userinfobot for yours).")
+        raise ConfigError(
+            "ALLOWED_USER_IDS is empty: list the numeric Telegram ids allowed to use the bot, "
+            "e.g. ALLOWED_USER_IDS=12345 (ask @userinfobot for yours)."
+        )
     return frozenset(ids)
 
 
@@ -131,8 +138,10 @@ def _whole(values: dict, key: str, default: int) -> int:
     if not raw:
         return default
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise ConfigError(f"{key}={raw} is not a whole number of 1 or more: set it like {key}={default} "
-                          f"(the default), or leave it out.")
+        raise ConfigError(
+            f"{key}={raw} is not a whole number of 1 or more: set it like {key}={default} "
+            f"(the default), or leave it out."
+        )
     return int(raw)
 
 
@@ -141,8 +150,10 @@ def _gpu_count(values: dict, key: str) -> int | None:
     if not raw:
         return None
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise ConfigError(f"{key}={raw} is not a whole number of GPUs: set it to 1 or more, or leave it out for "
-                          "the default (every GPU with one training slot, else one GPU per training).")
+        raise ConfigError(
+            f"{key}={raw} is not a whole number of GPUs: set it to 1 or more, or leave it out for "
+            "the default (every GPU with one training slot, else one GPU per training)."
+        )
     return int(raw)
 
 

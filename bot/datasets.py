@@ -3,6 +3,7 @@
 All dataset logic is ``pipeline``'s; this only decides where each user's files go
 and keeps the store in step, off the event loop so the bot stays responsive.
 """
+
 from __future__ import annotations
 
 import asyncio

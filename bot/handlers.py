@@ -1,4 +1,5 @@
 """Chat commands: read the update, call a service, format the reply. Nothing else lives here."""
+
 from __future__ import annotations
 
 import logging
@@ -130,10 +131,18 @@ async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc, user_id = services(context), update.effective_user.id
     dataset = svc.datasets.current(user_id)
     choice = recommend((dataset.summary or {}).get("labelled_images", 0), svc.training.hardware)
-    rows = [[InlineKeyboardButton(texts.model_button(spec.to_json() | {"recommended": spec.name == choice.name}),
-                                  callback_data=f"model:{spec.name}")] for spec in catalog()]
-    await update.effective_message.reply_text(f"Pick a detector. Recommended (*): {choice.name} - {choice.reason}.",
-                                              reply_markup=InlineKeyboardMarkup(rows))
+    rows = [
+        [
+            InlineKeyboardButton(
+                texts.model_button(spec.to_json() | {"recommended": spec.name == choice.name}),
+                callback_data=f"model:{spec.name}",
+            )
+        ]
+        for spec in catalog()
+    ]
+    await update.effective_message.reply_text(
+        f"Pick a detector. Recommended (*): {choice.name} - {choice.reason}.", reply_markup=InlineKeyboardMarkup(rows)
+    )
 
 
 async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -148,8 +157,14 @@ async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         raise TrainingError(texts.too_many_steps(card["steps"], max_steps))
     token = secrets.token_hex(4)
     context.user_data[f"train:{token}"] = (dataset.id, request)
-    buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Start", callback_data=f"train:start:{token}"),
-                                     InlineKeyboardButton("Cancel", callback_data=f"train:cancel:{token}")]])
+    buttons = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("Start", callback_data=f"train:start:{token}"),
+                InlineKeyboardButton("Cancel", callback_data=f"train:cancel:{token}"),
+            ]
+        ]
+    )
     await update.effective_message.reply_text(texts.train_card(card), reply_markup=buttons)
 
 
@@ -162,10 +177,17 @@ async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc, user_id = services(context), update.effective_user.id
     job = _job(svc, user_id, context.args)
-    buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Yes, stop it", callback_data=f"stop:{job.id}"),
-                                     InlineKeyboardButton("No", callback_data="noop")]])
-    await update.effective_message.reply_text(f"Stop job {job.id}? It saves a checkpoint first; /resume "
-                                              "continues later.", reply_markup=buttons)
+    buttons = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("Yes, stop it", callback_data=f"stop:{job.id}"),
+                InlineKeyboardButton("No", callback_data="noop"),
+            ]
+        ]
+    )
+    await update.effective_message.reply_text(
+        f"Stop job {job.id}? It saves a checkpoint first; /resume continues later.", reply_markup=buttons
+    )
 
 
 async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -200,8 +222,12 @@ async def predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc, user_id = services(context), update.effective_user.id
-    job = _job(svc, user_id, [context.user_data["predict_job"]] if "predict_job" in context.user_data else [],
-               statuses=("finished",))
+    job = _job(
+        svc,
+        user_id,
+        [context.user_data["predict_job"]] if "predict_job" in context.user_data else [],
+        statuses=("finished",),
+    )
     archive = job.archive if job.archive and job.archive.exists() else await svc.training.export(job)
     folder = svc.datasets.user_dir(user_id) / "predict"
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,8 +244,11 @@ def _job(svc: Services, user_id: int, args, statuses=None):
     for job in svc.datasets.store.jobs(user_id):
         if statuses is None or job.status in statuses:
             return job
-    raise TrainingError("No such job yet: start one with /train." if statuses is None else
-                        f"No {' or '.join(statuses)} job of yours; /jobs lists them.")
+    raise TrainingError(
+        "No such job yet: start one with /train."
+        if statuses is None
+        else f"No {' or '.join(statuses)} job of yours; /jobs lists them."
+    )
 
 
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

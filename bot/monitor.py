@@ -3,6 +3,7 @@
 Runs on the JobQueue, so it also picks running jobs up again after a bot restart:
 everything it needs (status message id, events offset, notices) is in the store.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,11 @@ async def send(bot: Bot, svc, user_id: int, items: list[Outgoing]) -> None:
             await deliver(bot, svc, outgoing)
     except Forbidden as error:
         store.pause_notices(user_id)
-        log.warning("user %s blocked the bot (%s): messages to them wait until they write again; "
-                    "their jobs go on", user_id, error)
+        log.warning(
+            "user %s blocked the bot (%s): messages to them wait until they write again; their jobs go on",
+            user_id,
+            error,
+        )
     except Exception:
         log.exception("messages to user %s failed this tick; the other users' go on", user_id)
 
@@ -65,8 +69,14 @@ async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:
     elif outgoing.kind == "photo":
         await bot.send_photo(job.chat_id, outgoing.path.read_bytes(), caption=outgoing.text)
     elif outgoing.kind == "alert":
-        buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Stop", callback_data=f"nan:stop:{job.id}"),
-                                         InlineKeyboardButton("Continue", callback_data=f"nan:go:{job.id}")]])
+        buttons = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("Stop", callback_data=f"nan:stop:{job.id}"),
+                    InlineKeyboardButton("Continue", callback_data=f"nan:go:{job.id}"),
+                ]
+            ]
+        )
         await bot.send_message(job.chat_id, outgoing.text, reply_markup=buttons)
     elif outgoing.kind == "finished":
         await _status(bot, svc, Outgoing("status", store.job_by_id(job.id), svc.training.status_text(job)))
@@ -110,13 +120,20 @@ async def send_archive(bot: Bot, chat_id: int, archive: Path, limit_mb: int) -> 
     data = archive.read_bytes()
     part_size = limit_mb * 2**20 - 64 * 1024  # headroom for the multipart envelope
     if len(data) <= part_size:
-        await bot.send_document(chat_id, data, filename=archive.name,
-                                caption="The trained model: SavedModel, label map, config, metrics, samples.")
+        await bot.send_document(
+            chat_id,
+            data,
+            filename=archive.name,
+            caption="The trained model: SavedModel, label map, config, metrics, samples.",
+        )
         return
-    parts = [data[i:i + part_size] for i in range(0, len(data), part_size)]
+    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
     for number, part in enumerate(parts, start=1):
         await bot.send_document(chat_id, part, filename=f"{archive.name}.{number:03d}")
-    await bot.send_message(chat_id, f"The archive was {len(data) / 2**20:.0f} MB, above the {limit_mb} MB upload "
-                                    f"limit, so it came in {len(parts)} parts. Join them with: cat {archive.name}.* "
-                                    f"> {archive.name} (Windows: copy /b {archive.name}.001+{archive.name}.002 "
-                                    f"{archive.name}).")
+    await bot.send_message(
+        chat_id,
+        f"The archive was {len(data) / 2**20:.0f} MB, above the {limit_mb} MB upload "
+        f"limit, so it came in {len(parts)} parts. Join them with: cat {archive.name}.* "
+        f"> {archive.name} (Windows: copy /b {archive.name}.001+{archive.name}.002 "
+        f"{archive.name}).",
+    )

@@ -1,4 +1,5 @@
 """What the bot says: every reply's wording in one place, as plain text (no markup to escape)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -17,11 +18,22 @@ and deletes the files of ended jobs.
 /predict - then send a photo: I draw what the model finds.
 /dataset URL - a dataset too large to send through Telegram."""
 
-COMMANDS = [("start", "what this bot does"), ("help", "the whole flow"), ("split", "train/val split"),
-            ("labels", "classes and label map"), ("model", "choose a detector"), ("train", "start training"),
-            ("status", "progress of your job"), ("stop", "stop a job"), ("resume", "resume an interrupted job"),
-            ("jobs", "your jobs"), ("export", "send the model again"), ("predict", "try the model on a photo"),
-            ("dataset", "fetch a dataset from a URL"), ("datasets", "your datasets: choose, delete")]
+COMMANDS = [
+    ("start", "what this bot does"),
+    ("help", "the whole flow"),
+    ("split", "train/val split"),
+    ("labels", "classes and label map"),
+    ("model", "choose a detector"),
+    ("train", "start training"),
+    ("status", "progress of your job"),
+    ("stop", "stop a job"),
+    ("resume", "resume an interrupted job"),
+    ("jobs", "your jobs"),
+    ("export", "send the model again"),
+    ("predict", "try the model on a photo"),
+    ("dataset", "fetch a dataset from a URL"),
+    ("datasets", "your datasets: choose, delete"),
+]
 
 STRANGER = "Sorry, this detbot is private. Ask its owner to add your Telegram id to ALLOWED_USER_IDS."
 APOLOGY = "Sorry, something went wrong on my side; it is logged. Nothing you sent was lost - please try again."
@@ -30,15 +42,19 @@ APOLOGY = "Sorry, something went wrong on my side; it is logged. Nothing you sen
 def too_big(size_mb: float, limit_mb: int, local_mode: bool) -> str:
     if local_mode:
         return f"That file is {size_mb:.0f} MB; this bot accepts up to {limit_mb} MB. Send a smaller zip."
-    return (f"That file is {size_mb:.0f} MB, but bots on Telegram's cloud Bot API may only download "
-            f"{limit_mb} MB. Either send it by URL with /dataset https://..., or run detbot with a "
-            "self-hosted Bot API server (telegram-bot-api --local), which raises the limit to 2000 MB "
-            "(see the README).")
+    return (
+        f"That file is {size_mb:.0f} MB, but bots on Telegram's cloud Bot API may only download "
+        f"{limit_mb} MB. Either send it by URL with /dataset https://..., or run detbot with a "
+        "self-hosted Bot API server (telegram-bot-api --local), which raises the limit to 2000 MB "
+        "(see the README)."
+    )
 
 
 def report(dataset_id: str, summary: dict) -> str:
-    lines = [f"Dataset {dataset_id}: {summary['images']} images, {summary['labelled_images']} labelled, "
-             f"{summary['boxes']} boxes, {len(summary['classes'])} classes."]
+    lines = [
+        f"Dataset {dataset_id}: {summary['images']} images, {summary['labelled_images']} labelled, "
+        f"{summary['boxes']} boxes, {len(summary['classes'])} classes."
+    ]
     lines += [f"  {name}: {c['boxes']} boxes in {c['images']} images" for name, c in summary["classes"].items()]
     lines.append(split(summary["splits"], summary.get("warnings", [])))
     lines.append(problems(summary["problems"]))
@@ -85,59 +101,82 @@ def model_button(model: dict) -> str:
 def train_card(card: dict) -> str:
     eta = card["estimate_s"]
     estimate = f"about {eta / 60:.0f} min" if eta else "shown once training runs"
-    return (f"Ready to train {card['model']} on dataset {card['dataset']}:\n"
-            f"classes: {', '.join(card['classes'])}\n"
-            f"images: {card['train_images']} train / {card['val_images']} val\n"
-            f"batch size {card['batch_size']}, {card['steps']} steps ({card['epochs']:.1f} epochs)\n"
-            f"device: {card['device']}\nestimated time: {estimate}"
-            + (f"\noverrides: {' '.join(card['overrides'])}" if card["overrides"] else ""))
+    return (
+        f"Ready to train {card['model']} on dataset {card['dataset']}:\n"
+        f"classes: {', '.join(card['classes'])}\n"
+        f"images: {card['train_images']} train / {card['val_images']} val\n"
+        f"batch size {card['batch_size']}, {card['steps']} steps ({card['epochs']:.1f} epochs)\n"
+        f"device: {card['device']}\nestimated time: {estimate}"
+        + (f"\noverrides: {' '.join(card['overrides'])}" if card["overrides"] else "")
+    )
 
 
-def status(job_id: str, model: str, state: str, progress: dict | None, evaluation: dict | None,
-           queue_position: int | None = None) -> str:
-    lines = [f"Job {job_id} ({model}): {state}" + (f", position {queue_position} in the queue"
-                                                    if queue_position else "")]
+def status(
+    job_id: str,
+    model: str,
+    state: str,
+    progress: dict | None,
+    evaluation: dict | None,
+    queue_position: int | None = None,
+) -> str:
+    lines = [
+        f"Job {job_id} ({model}): {state}" + (f", position {queue_position} in the queue" if queue_position else "")
+    ]
     if progress:
         total = progress.get("total_steps") or 0
         percent = f" ({100 * progress['step'] / total:.0f}%)" if total else ""
         lines.append(f"step {progress['step']}/{total}{percent}")
-        lines.append(f"loss {progress['total_loss']:.4f} (cls {progress.get('cls_loss') or 0:.4f}, "
-                     f"box {progress.get('box_loss') or 0:.5f}), lr {progress.get('learning_rate') or 0:.5f}")
+        lines.append(
+            f"loss {progress['total_loss']:.4f} (cls {progress.get('cls_loss') or 0:.4f}, "
+            f"box {progress.get('box_loss') or 0:.5f}), lr {progress.get('learning_rate') or 0:.5f}"
+        )
         eta = progress.get("eta_s")
-        lines.append(f"{progress.get('images_per_sec')} images/s" +
-                     (f", about {eta // 60:.0f} min {eta % 60:.0f} s left" if isinstance(eta, (int, float)) else ""))
+        lines.append(
+            f"{progress.get('images_per_sec')} images/s"
+            + (f", about {eta // 60:.0f} min {eta % 60:.0f} s left" if isinstance(eta, (int, float)) else "")
+        )
     if evaluation:
-        lines.append(f"last evaluation (step {evaluation['step']}): AP {evaluation['AP']:.3f}, "
-                     f"AP50 {evaluation['AP50']:.3f}")
+        lines.append(
+            f"last evaluation (step {evaluation['step']}): AP {evaluation['AP']:.3f}, AP50 {evaluation['AP50']:.3f}"
+        )
     return "\n".join(lines)
 
 
 def finished(job_id: str, event: dict) -> str:
     per_class = event.get("per_class_AP") or {}
-    lines = [f"Job {job_id} finished: best AP {event.get('AP') or 0:.3f}, AP50 {event.get('AP50') or 0:.3f} "
-             f"(step {event.get('best_step')})."]
+    lines = [
+        f"Job {job_id} finished: best AP {event.get('AP') or 0:.3f}, AP50 {event.get('AP50') or 0:.3f} "
+        f"(step {event.get('best_step')})."
+    ]
     lines += [f"  {name}: AP {value:.3f}" for name, value in per_class.items()]
     lines.append("Exporting and checking the model; the archive follows.")
     return "\n".join(lines)
 
 
 def nan_alert(job_id: str, nan: dict) -> str:
-    return (f"Alert: job {job_id} - {nan.get('message', 'the loss became NaN')}. Training goes on from the "
-            "last good checkpoint. Stop it, or let it continue?")
+    return (
+        f"Alert: job {job_id} - {nan.get('message', 'the loss became NaN')}. Training goes on from the "
+        "last good checkpoint. Stop it, or let it continue?"
+    )
 
 
 def failed(job_id: str, event: dict) -> str:
     """A failed job; /resume is offered only when it can work (a checkpoint to continue from)."""
     before = event.get("stage") == "start"
     head = f"Job {job_id} could not start" if before else f"Job {job_id} failed at step {event.get('step', 0)}"
-    advice = (f"/resume {job_id} continues from its last checkpoint." if event.get("resumable") else
-              "Nothing can be resumed: fix the cause, then start a new job with /train.")
+    advice = (
+        f"/resume {job_id} continues from its last checkpoint."
+        if event.get("resumable")
+        else "Nothing can be resumed: fix the cause, then start a new job with /train."
+    )
     return f"{head}: {event.get('message', '')}\n{advice}"
 
 
 def not_resumable(job_id: str) -> str:
-    return (f"Job {job_id} failed in a way that resuming would repeat (see its failure message). "
-            "Start a new job with /train.")
+    return (
+        f"Job {job_id} failed in a way that resuming would repeat (see its failure message). "
+        "Start a new job with /train."
+    )
 
 
 def stopped(job_id: str, step: int) -> str:
@@ -147,18 +186,24 @@ def stopped(job_id: str, step: int) -> str:
 # --- /train: what a chat user may set, and why a request is refused -------------------------------
 
 TRAIN_SETTING_ABOUT = {
-    "lr": "learning rate", "batch": "images per training step",
+    "lr": "learning rate",
+    "batch": "images per training step",
     "eval_every": "steps between evaluations",
     "early_stop": "stop after this many evaluations without a better AP (0: never)",
-    "checkpoint_every": "steps between checkpoints", "report_every": "steps between progress reports",
-    "hflip": "random horizontal flips", "scale_min": "smallest random zoom", "scale_max": "largest random zoom",
+    "checkpoint_every": "steps between checkpoints",
+    "report_every": "steps between progress reports",
+    "hflip": "random horizontal flips",
+    "scale_min": "smallest random zoom",
+    "scale_max": "largest random zoom",
 }
 
 
 def train_settings(options) -> str:
     """The allowlist (``pipeline.train.chat_overrides.OPTIONS``), one setting a line."""
-    lines = ["/train takes a length (/train 30 for epochs, /train 500 steps) and these settings as name=value, "
-             "e.g. /train 500 steps lr=0.01 batch=16:"]
+    lines = [
+        "/train takes a length (/train 30 for epochs, /train 500 steps) and these settings as name=value, "
+        "e.g. /train 500 steps lr=0.01 batch=16:"
+    ]
     lines += [f"  {o.name}: {TRAIN_SETTING_ABOUT.get(o.name, o.target)}, {_allowed(o)}" for o in options]
     return "\n".join(lines)
 
@@ -174,8 +219,10 @@ def _short(word: str) -> str:
 
 
 def train_option_refused(word: str, options) -> str:
-    return (f"'{_short(word)}' looks like an option of the trainer; /train passes none on, only the settings "
-            f"below.\n{train_settings(options)}")
+    return (
+        f"'{_short(word)}' looks like an option of the trainer; /train passes none on, only the settings "
+        f"below.\n{train_settings(options)}"
+    )
 
 
 def train_word_unknown(word: str, options) -> str:
@@ -193,16 +240,20 @@ def train_setting_refused(error, options) -> str:
     if option.name in ("steps", "epochs"):
         limit = " (this bot's limit)" if option.name == "steps" else ""
         return f"'{word}' refused: {option.name} must be {_allowed(option)}{limit}."
-    return f"'{word}' refused: {option.name} ({TRAIN_SETTING_ABOUT.get(option.name, option.target)}) must be " \
-           f"{_allowed(option)}."
+    return (
+        f"'{word}' refused: {option.name} ({TRAIN_SETTING_ABOUT.get(option.name, option.target)}) must be "
+        f"{_allowed(option)}."
+    )
 
 
 BOTH_LENGTHS = "Give either steps or epochs, not both: /train 30 (epochs) or /train 500 steps."
 
 
 def too_many_steps(steps: int, max_steps: int) -> str:
-    return (f"That makes {steps} training steps; this bot allows at most {max_steps}. Ask for fewer: "
-            "/train N steps, or fewer epochs.")
+    return (
+        f"That makes {steps} training steps; this bot allows at most {max_steps}. Ask for fewer: "
+        "/train N steps, or fewer epochs."
+    )
 
 
 def job_cap(limit: int) -> str:
@@ -210,8 +261,10 @@ def job_cap(limit: int) -> str:
 
 
 def launch_failed(job_id: str, reason: str | None) -> str:
-    return (f"Job {job_id} could not start: {reason or 'no reason was given'}\n"
-            "Nothing ran, and it no longer holds a place in the queue. Fix the cause, then /train again.")
+    return (
+        f"Job {job_id} could not start: {reason or 'no reason was given'}\n"
+        "Nothing ran, and it no longer holds a place in the queue. Fix the cause, then /train again."
+    )
 
 
 def pipeline_exit(code: int | None, detail: str) -> str:
@@ -230,13 +283,16 @@ def dataset_in_use(dataset_id: str, jobs: tuple, change: str) -> str:
     """``change``: what was refused ("split", "classes"); ``jobs``: the queued/running jobs on the dataset."""
     listed = ", ".join(f"{job.id} ({job.status})" for job in jobs)
     one = len(jobs) == 1
-    return (f"Dataset {dataset_id} is in use by job{'' if one else 's'} {listed}, so its {change} cannot change: "
-            f"a job trains on exactly the records it was queued with. Wait until the job{' ends' if one else 's end'} "
-            f"(or /stop {'it' if one else 'them'}), then try again; or send the zip again to get a separate copy "
-            "you can change now.")
+    return (
+        f"Dataset {dataset_id} is in use by job{'' if one else 's'} {listed}, so its {change} cannot change: "
+        f"a job trains on exactly the records it was queued with. Wait until the job{' ends' if one else 's end'} "
+        f"(or /stop {'it' if one else 'them'}), then try again; or send the zip again to get a separate copy "
+        "you can change now."
+    )
 
 
 # --- uploads, quotas, /datasets and /jobs clean-up ------------------------------------------
+
 
 def size_text(size: float) -> str:
     return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
@@ -254,14 +310,17 @@ PREVIEW_CAPTION = "Sample images with their boxes; problem images first, framed 
 DOWNLOADING = "Downloading..."
 URL_USAGE = "Give an http(s) URL of a .zip file: /dataset https://example.com/data.zip"
 # One sentence for every refused or unreachable address, so replies cannot map a network.
-URL_REFUSED = ("I could not download that URL: it is unreachable, not allowed, or too slow. Check that it "
-               "is a public http(s) link to a .zip file and try again.")
+URL_REFUSED = (
+    "I could not download that URL: it is unreachable, not allowed, or too slow. Check that it "
+    "is a public http(s) link to a .zip file and try again."
+)
 
 
 def url_too_large(cap: int, by_quota: bool) -> str:
     why = "the room left in your disk quota" if by_quota else "the largest download this bot accepts"
     return f"That file is larger than {size_text(cap)}, {why}. Send a smaller zip." + (
-        " /datasets and /jobs show what you can delete." if by_quota else "")
+        " /datasets and /jobs show what you can delete." if by_quota else ""
+    )
 
 
 def downloads_busy(count: int) -> str:
@@ -270,17 +329,19 @@ def downloads_busy(count: int) -> str:
 
 def quota_full(used: int, limit: int, wanted: int | None = None) -> str:
     need = f"this needs {size_text(wanted)} more, which does not fit" if wanted else "nothing more fits"
-    return (f"Your files use {size_text(used)} of your {size_text(limit)}; {need}. Delete old datasets "
-            "(/datasets) or job files (/jobs), or ask the bot's owner for more room.")
+    return (
+        f"Your files use {size_text(used)} of your {size_text(limit)}; {need}. Delete old datasets "
+        "(/datasets) or job files (/jobs), or ask the bot's owner for more room."
+    )
 
 
 _CRASHES = {
     "disk_full": "the server's disk is full. Please tell the bot's owner; nothing of yours was kept.",
     "name_too_long": "a file path in it is too long for the server's disk. Shorten the folder and file "
-                     "names, zip it again and send it.",
+    "names, zip it again and send it.",
     "memory": "checking it needed more memory than a check may use. Send a smaller dataset, or split it.",
     "worker_died": "the checker stopped unexpectedly (it may have run out of memory). Send the zip again; "
-                   "if it happens again, send a smaller dataset.",
+    "if it happens again, send a smaller dataset.",
     "internal": "something went wrong on my side while checking it; it is logged. Send the zip again.",
 }
 
@@ -297,16 +358,20 @@ def check_interrupted(dataset_id: str, name: str) -> str:
 
 
 def usage_line(usage) -> str:
-    return (f"Disk: {size_text(usage.total)} of {size_text(usage.limit)} (datasets {size_text(usage.datasets)}, "
-            f"jobs {size_text(usage.jobs)}, predictions {size_text(usage.predictions)}).")
+    return (
+        f"Disk: {size_text(usage.total)} of {size_text(usage.limit)} (datasets {size_text(usage.datasets)}, "
+        f"jobs {size_text(usage.jobs)}, predictions {size_text(usage.predictions)})."
+    )
 
 
 def datasets_list(datasets: list, current_id: str | None, usage) -> str:
     if not datasets:
         return "No datasets yet: send me a .zip of your Pascal VOC dataset.\n" + usage_line(usage)
     lines = ["Your datasets (* = current, used by /train):"]
-    lines += [f"{'*' if d.id == current_id else ' '} {d.id}  {d.name}  {d.status}  {size_text(d.size_bytes)}"
-              for d in datasets]
+    lines += [
+        f"{'*' if d.id == current_id else ' '} {d.id}  {d.name}  {d.status}  {size_text(d.size_bytes)}"
+        for d in datasets
+    ]
     lines.append(usage_line(usage))
     return "\n".join(lines)
 
@@ -325,8 +390,10 @@ DELETE_PREDICTIONS_BUTTON = "Delete predictions"
 
 
 def confirm_delete_dataset(dataset) -> str:
-    return (f"Delete dataset {dataset.id} ({dataset.name}, {size_text(dataset.size_bytes)})? Its files and "
-            "its ended jobs, with their models, are deleted too. This cannot be undone.")
+    return (
+        f"Delete dataset {dataset.id} ({dataset.name}, {size_text(dataset.size_bytes)})? Its files and "
+        "its ended jobs, with their models, are deleted too. This cannot be undone."
+    )
 
 
 def dataset_deleted(dataset_id: str) -> str:
@@ -353,8 +420,10 @@ def jobs_list(jobs: list, usage) -> str:
 
 
 def confirm_delete_job(job_id: str, size: int) -> str:
-    return (f"Delete the files of job {job_id} ({size_text(size)}: checkpoints and the exported model)? "
-            "It leaves /jobs; this cannot be undone.")
+    return (
+        f"Delete the files of job {job_id} ({size_text(size)}: checkpoints and the exported model)? "
+        "It leaves /jobs; this cannot be undone."
+    )
 
 
 def job_deleted(job_id: str) -> str:

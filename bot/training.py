@@ -4,6 +4,7 @@ The trainer is ``python -m pipeline train --detach``, in its own session, so a b
 restart never kills it; its ``events.jsonl`` is mirrored into the store, and each
 new event becomes at most one message (idempotent across restarts).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,16 +15,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.train.chat_overrides import (EPOCHS, OPTIONS, ChatOptionError, ChatSettings, literal, parse_chat_settings,
-                                     parse_value, steps_option)
+from pipeline.data.workspace import Workspace
 from pipeline.errors import PipelineError
-from pipeline.train.hardware import detect_hardware, visible_gpu_ids
+from pipeline.train.catalogue import get_model
+from pipeline.train.chat_overrides import (
+    EPOCHS,
+    OPTIONS,
+    ChatOptionError,
+    ChatSettings,
+    literal,
+    parse_chat_settings,
+    parse_value,
+    steps_option,
+)
+from pipeline.train.config import TrainRequest, plan_schedule, workspace_facts
 from pipeline.train.events import parse_line
+from pipeline.train.hardware import detect_hardware, visible_gpu_ids
 from pipeline.train.job_folder import JobPaths
 from pipeline.train.job_process import request_stop, running_pid
-from pipeline.train.catalogue import get_model
-from pipeline.train.config import TrainRequest, plan_schedule, workspace_facts
-from pipeline.data.workspace import Workspace
 from storage import Dataset, Job, Store, StoreError
 
 from . import texts
@@ -62,8 +71,10 @@ class TrainingService:
         self.gpu_ids = visible_gpu_ids(settings.visible_devices)  # what the bot hands out; () on a CPU host
         self.gpus_per_job = settings.job_gpus(len(self.gpu_ids))
         if self.gpu_ids and self.gpus_per_job > len(self.gpu_ids):
-            raise ConfigError(f"DETBOT_GPUS_PER_JOB={self.gpus_per_job}, but only {len(self.gpu_ids)} GPUs are "
-                              "visible, so no training could ever start: lower it (or widen CUDA_VISIBLE_DEVICES).")
+            raise ConfigError(
+                f"DETBOT_GPUS_PER_JOB={self.gpus_per_job}, but only {len(self.gpu_ids)} GPUs are "
+                "visible, so no training could ever start: lower it (or widen CUDA_VISIBLE_DEVICES)."
+            )
         detected = detect_hardware(settings.visible_devices)
         # The card plans for what one training gets, which is what its trainer will detect.
         self.hardware = replace(detected, gpus=self.gpus_per_job) if detected.gpus else detected
@@ -75,11 +86,19 @@ class TrainingService:
         facts = workspace_facts(Workspace(dataset.workspace))
         plan = plan_schedule(spec, facts, self.hardware, request)
         per_step = None if self.hardware.gpus else CPU_STEP_S.get(spec.name)
-        return {"model": spec.name, "dataset": dataset.id, "classes": sorted(dataset.summary["classes"]),
-                "train_images": facts.train_images, "val_images": facts.val_images,
-                "batch_size": plan.batch_size, "steps": plan.steps,
-                "epochs": plan.steps * plan.batch_size / facts.train_images, "device": self.hardware.device,
-                "estimate_s": plan.steps * per_step + 60 if per_step else None, "overrides": list(request.overrides)}
+        return {
+            "model": spec.name,
+            "dataset": dataset.id,
+            "classes": sorted(dataset.summary["classes"]),
+            "train_images": facts.train_images,
+            "val_images": facts.val_images,
+            "batch_size": plan.batch_size,
+            "steps": plan.steps,
+            "epochs": plan.steps * plan.batch_size / facts.train_images,
+            "device": self.hardware.device,
+            "estimate_s": plan.steps * per_step + 60 if per_step else None,
+            "overrides": list(request.overrides),
+        }
 
     def enqueue(self, user_id: int, chat_id: int, dataset: Dataset, request: TrainRequest) -> Job:
         if self.store.count_active(user_id) >= self.settings.max_jobs_per_user:
@@ -179,8 +198,14 @@ class TrainingService:
         terminal = next((e for e in events if e["event"] in ("finished", "failed", "stopped")), None)
         if terminal is None and job.active and not running_pid(JobPaths(job.job_dir)) and self._gone(job):
             job = self.store.update_job(job.id, status="interrupted", finished=time.time())
-            out.append(Outgoing("text", job, f"Job {job.id} stopped unexpectedly (the trainer process is gone). "
-                                             f"/resume {job.id} continues from its last checkpoint."))
+            out.append(
+                Outgoing(
+                    "text",
+                    job,
+                    f"Job {job.id} stopped unexpectedly (the trainer process is gone). "
+                    f"/resume {job.id} continues from its last checkpoint.",
+                )
+            )
         elif self._edit_due(job) or events:
             out.append(Outgoing("status", job, self.status_text(job)))
         return out
@@ -207,9 +232,14 @@ class TrainingService:
             if event is not None:
                 events.append(event)
             if not clean:  # what is skipped is never re-read: the offset moves past it
-                log.warning("job %s: events.jsonl bytes %d-%d are not one event record; %s: %r", job.id,
-                            position - len(line), position, "kept the record after the tear" if event else "skipped",
-                            line[:120])
+                log.warning(
+                    "job %s: events.jsonl bytes %d-%d are not one event record; %s: %r",
+                    job.id,
+                    position - len(line),
+                    position,
+                    "kept the record after the tear" if event else "skipped",
+                    line[:120],
+                )
         if complete:
             last = self.store.last_event(job.id)
             self.store.add_events(job.id, last.seq + 1 if last else 0, events, position)
@@ -227,8 +257,14 @@ class TrainingService:
             self.store.update_job(job.id, last_plot_step=step)
             out = [Outgoing("photo", job, caption, job_paths.loss_plot)]
             if job_paths.detections.exists():
-                out.append(Outgoing("photo", job, f"Job {job.id}, step {step}: detections on validation images",
-                                    job_paths.detections))
+                out.append(
+                    Outgoing(
+                        "photo",
+                        job,
+                        f"Job {job.id}, step {step}: detections on validation images",
+                        job_paths.detections,
+                    )
+                )
             return out
         if kind == "progress" and self._plot_due(job, event):
             self._last_plot[job.id] = event["time"]
@@ -261,13 +297,20 @@ class TrainingService:
     def status_text(self, job: Job) -> str:
         progress = self.store.last_event(job.id, "progress")
         evaluation = self.store.last_event(job.id, "eval")
-        return texts.status(job.id, job.model, job.status, progress.payload if progress else None,
-                            evaluation.payload if evaluation else None, self.store.queue_position(job.id))
+        return texts.status(
+            job.id,
+            job.model,
+            job.status,
+            progress.payload if progress else None,
+            evaluation.payload if evaluation else None,
+            self.store.queue_position(job.id),
+        )
 
     async def export(self, job: Job) -> Path:
         archive = job.job_dir / f"model-{job.id}.zip"
-        out = await self._run_cli(["export", str(job.job_dir), "--out", str(archive), "--json"],
-                                  env=self._tool_env("export", job))
+        out = await self._run_cli(
+            ["export", str(job.job_dir), "--out", str(archive), "--json"], env=self._tool_env("export", job)
+        )
         if "error" in out:
             raise TrainingError(f"Export of job {job.id} failed: {out['error']['message']}")
         self.store.update_job(job.id, archive=archive)
@@ -275,8 +318,9 @@ class TrainingService:
 
     async def predict(self, archive: Path, image: Path, out: Path, job: Job | None = None) -> list[dict]:
         """``job`` made the archive; without it, any of the bot's GPUs counts as the job's."""
-        result = await self._run_cli(["predict", str(archive), str(image), "--out", str(out), "--json"],
-                                     env=self._tool_env("predict", job))
+        result = await self._run_cli(
+            ["predict", str(archive), str(image), "--out", str(out), "--json"], env=self._tool_env("predict", job)
+        )
         if isinstance(result, dict) and "error" in result:
             raise TrainingError(result["error"]["message"])
         return result
@@ -321,9 +365,14 @@ def parse_train_args(args: list[str], model: str, max_steps: int) -> TrainReques
         raise TrainingError(texts.train_setting_refused(error, OPTIONS)) from None
     if len(lengths) > 1:
         raise TrainingError(texts.BOTH_LENGTHS)
-    return TrainRequest(model=model, steps=lengths.get("steps"), epochs=lengths.get("epochs"),
-                        batch_size=chosen.get("batch"), early_stop_evals=chosen.get("early_stop") or 0,
-                        overrides=chosen.words())
+    return TrainRequest(
+        model=model,
+        steps=lengths.get("steps"),
+        epochs=lengths.get("epochs"),
+        batch_size=chosen.get("batch"),
+        early_stop_evals=chosen.get("early_stop") or 0,
+        overrides=chosen.words(),
+    )
 
 
 def _length(unit: str, text: str, max_steps: int, word: str) -> int | float:
@@ -341,8 +390,12 @@ def _is_number(word: str) -> bool:
 
 def _request_json(request: TrainRequest) -> dict:
     """What is stored: the length and the settings as canonical chat words (batch and early stop included)."""
-    return {"model": request.model, "steps": request.steps, "epochs": request.epochs,
-            "overrides": list(request.overrides)}
+    return {
+        "model": request.model,
+        "steps": request.steps,
+        "epochs": request.epochs,
+        "overrides": list(request.overrides),
+    }
 
 
 def _checked_request(request: dict, max_steps: int) -> tuple[list[str], ChatSettings]:
@@ -362,8 +415,20 @@ def _train_args(job: Job, settings: Settings) -> list[str]:
     """Everything after the workspace, built from checked values only; overrides go after "--", where
     the CLI reads nothing as an option."""
     lengths, chosen = _checked_request(job.request, settings.max_steps)
-    return ["--model", get_model(job.model).name, "--job-dir", str(job.job_dir), "--url-policy", settings.url_policy,
-            *lengths, *chosen.trainer_options(), "--detach", "--json", "--", *chosen.overrides()]
+    return [
+        "--model",
+        get_model(job.model).name,
+        "--job-dir",
+        str(job.job_dir),
+        "--url-policy",
+        settings.url_policy,
+        *lengths,
+        *chosen.trainer_options(),
+        "--detach",
+        "--json",
+        "--",
+        *chosen.overrides(),
+    ]
 
 
 def _gpu_env(gpus: tuple[str, ...] | None) -> dict[str, str] | None:

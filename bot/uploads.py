@@ -5,6 +5,7 @@ size (a dataset row in 'checking'), then, before unpacking, what its zip says it
 to; the extraction itself is held to that budget. Once checked, the zip is deleted and
 the row counts the workspace as it really is.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from pipeline.errors import DatasetRejected
-from pipeline.fetch import FetchError, FetchTooLarge, MinimumRate, describe, fetch_to_file
 from pipeline.data.ingest import archive_facts
 from pipeline.data.zip_directory import ArchiveFacts
+from pipeline.errors import DatasetRejected
+from pipeline.fetch import FetchError, FetchTooLarge, MinimumRate, describe, fetch_to_file
 from storage import Dataset, DatasetInUse, QuotaExceeded
 
 from . import texts
@@ -67,8 +68,7 @@ class UploadsMixin:
         return self.store.get_user(user_id).max_bytes or int(self.settings.max_gb_per_user * 2**30)
 
     async def usage(self, user_id: int) -> Usage:
-        return await asyncio.to_thread(measure, self.store, user_id, self.user_dir(user_id),
-                                       self.limit_bytes(user_id))
+        return await asyncio.to_thread(measure, self.store, user_id, self.user_dir(user_id), self.limit_bytes(user_id))
 
     def upload_path(self, dataset: Dataset) -> Path:
         # Named as the user named it, so that the check's messages do too; a folder per upload keeps
@@ -82,9 +82,14 @@ class UploadsMixin:
         usage = usage or await self.usage(user_id)
         folder = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         try:
-            dataset = self.store.reserve_dataset(user_id, name[:200], self.user_dir(user_id) / "datasets" / folder,
-                                                 size_bytes, limit_bytes=usage.limit,
-                                                 other_bytes=usage.outside_datasets)
+            dataset = self.store.reserve_dataset(
+                user_id,
+                name[:200],
+                self.user_dir(user_id) / "datasets" / folder,
+                size_bytes,
+                limit_bytes=usage.limit,
+                other_bytes=usage.outside_datasets,
+            )
         except QuotaExceeded as error:
             raise DatasetError(texts.quota_full(error.used, error.limit, error.wanted)) from None
         self.upload_path(dataset).parent.mkdir(parents=True, exist_ok=True)
@@ -162,9 +167,17 @@ class UploadsMixin:
         if cap <= 0:
             raise DatasetError(texts.quota_full(usage.total, usage.limit))
         dataset = await self.reserve(user_id, _url_name(url), cap, usage)
-        fetch = partial(fetch_to_file, url, self.upload_path(dataset), policy=self.settings.url_policy, max_bytes=cap,
-                        timeout=60 + cap / _MIN_RATE, stall_timeout=STALL_S, abort=self._closing,
-                        min_rate=SLOWEST_DOWNLOAD)
+        fetch = partial(
+            fetch_to_file,
+            url,
+            self.upload_path(dataset),
+            policy=self.settings.url_policy,
+            max_bytes=cap,
+            timeout=60 + cap / _MIN_RATE,
+            stall_timeout=STALL_S,
+            abort=self._closing,
+            min_rate=SLOWEST_DOWNLOAD,
+        )
         try:
             size = await asyncio.get_running_loop().run_in_executor(self.downloads, fetch)
         except FetchTooLarge:

@@ -3,6 +3,7 @@
 Dataset rows carry their size (for a dataset being uploaded or checked: what it has
 reserved); job folders and predictions grow outside any row, so they are measured.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,5 +57,6 @@ def dataset_bytes(workspace: Path) -> int:
 def measure(store: Store, user_id: int, user_dir: Path, limit: int) -> Usage:
     """Walks the user's job folders and predictions: call it off the event loop."""
     jobs = sum(folder_bytes(path) for path in store.job_dirs(user_id))
-    return Usage(datasets=store.user_bytes(user_id), jobs=jobs,
-                 predictions=folder_bytes(user_dir / "predict"), limit=limit)
+    return Usage(
+        datasets=store.user_bytes(user_id), jobs=jobs, predictions=folder_bytes(user_dir / "predict"), limit=limit
+    )

@@ -1,5 +1,6 @@
 """Boxes drawn the same way everywhere a user sees them: dataset previews, training
 detections and predictions."""
+
 from __future__ import annotations
 
 import colorsys

@@ -4,6 +4,7 @@ Every message is written for the person who sent the data: what is wrong, in
 which file, and what to do. The CLI and the bot show ``str(error)`` as it is and
 use ``kind`` for machine-readable output.
 """
+
 from __future__ import annotations
 
 

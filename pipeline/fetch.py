@@ -15,6 +15,7 @@ A URL typed by a chat user must not make the server talk to itself or its networ
 Every refusal and network failure is a ``FetchError`` whose message is the same
 (so the errors cannot map a network); what really happened is in ``detail``, for logs.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -39,11 +40,14 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 2**20
 _WATCH_TICK = 0.1  # seconds between the watchdog's looks at the deadline and the abort flag
 # RFC 1918 and IPv6 unique-local: what a LAN may use, unlike loopback or link-local.
-_PRIVATE_NETS = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                                             "fc00::/7"))
+_PRIVATE_NETS = tuple(
+    ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-GENERIC_MESSAGE = ("The address could not be fetched: it is unreachable, not allowed, or did not answer "
-                   "in time. Check that it is a public http(s) link and try again.")
+GENERIC_MESSAGE = (
+    "The address could not be fetched: it is unreachable, not allowed, or did not answer "
+    "in time. Check that it is a public http(s) link and try again."
+)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[tuple]]
@@ -99,8 +103,9 @@ def _allowed_one(ip: Address, policy: str) -> bool:
     return policy == "private" and any(ip in net for net in _PRIVATE_NETS if net.version == ip.version)
 
 
-def vet(host: str, port: int, policy: str, resolver: Resolver | None = None,
-        timeout: float | None = None) -> list[tuple]:
+def vet(
+    host: str, port: int, policy: str, resolver: Resolver | None = None, timeout: float | None = None
+) -> list[tuple]:
     """The ``(family, sockaddr)`` pairs to connect to; refused unless *every* answer is allowed.
 
     All, not some: a name that also points at a private address is not trusted at all.
@@ -218,8 +223,7 @@ class _PinnedHTTPS(_PinnedHTTP):
 class Response:
     """An open response: ``status``, ``headers``, ``url`` (after redirects), ``read(n)``."""
 
-    def __init__(self, connection: _PinnedHTTP, response: http.client.HTTPResponse, url: str,
-                 deadline: _Deadline):
+    def __init__(self, connection: _PinnedHTTP, response: http.client.HTTPResponse, url: str, deadline: _Deadline):
         self._connection, self._response, self._deadline = connection, response, deadline
         self.url, self.status, self.reason = url, response.status, response.reason
         self.headers = response.headers
@@ -247,16 +251,24 @@ class Response:
         self._deadline.cancel()
         self._connection.close()
 
-    def __enter__(self) -> "Response":
+    def __enter__(self) -> Response:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
 
 
-def open_url(url: str, *, policy: str, timeout: float, stall_timeout: float | None = None,
-             headers: dict[str, str] | None = None, max_redirects: int = MAX_REDIRECTS,
-             resolver: Resolver | None = None, abort: threading.Event | None = None) -> Response:
+def open_url(
+    url: str,
+    *,
+    policy: str,
+    timeout: float,
+    stall_timeout: float | None = None,
+    headers: dict[str, str] | None = None,
+    max_redirects: int = MAX_REDIRECTS,
+    resolver: Resolver | None = None,
+    abort: threading.Event | None = None,
+) -> Response:
     """GET ``url`` (redirects followed, each hop vetted); the final response, whatever its status.
 
     ``timeout`` bounds the whole fetch, reading the body included; ``stall_timeout`` also
@@ -286,8 +298,7 @@ def _request(url: str, policy: str, deadline: _Deadline, headers: dict, resolver
     pairs = vet(host, port, policy, resolver, deadline.left())
     connection = (_PinnedHTTPS if scheme == "https" else _PinnedHTTP)(host, port, pairs, deadline)
     try:
-        connection.request("GET", target, headers={"User-Agent": "detbot/1", "Accept-Encoding": "identity",
-                                                   **headers})
+        connection.request("GET", target, headers={"User-Agent": "detbot/1", "Accept-Encoding": "identity", **headers})
         connection.pinned.settimeout(deadline.left())
         response = connection.getresponse()
     except FetchError:
@@ -332,15 +343,25 @@ class MinimumRate:
             raise FetchError(f"too slow: {size} bytes in {elapsed:.0f} s")
 
 
-def fetch_to_file(url: str, target: Path, *, policy: str, max_bytes: int, timeout: float,
-                  stall_timeout: float | None = None, resolver: Resolver | None = None,
-                  abort: threading.Event | None = None, min_rate: MinimumRate | None = None) -> int:
+def fetch_to_file(
+    url: str,
+    target: Path,
+    *,
+    policy: str,
+    max_bytes: int,
+    timeout: float,
+    stall_timeout: float | None = None,
+    resolver: Resolver | None = None,
+    abort: threading.Event | None = None,
+    min_rate: MinimumRate | None = None,
+) -> int:
     """Download ``url`` to ``target`` (200 only); returns its size. On any failure no file is left."""
     target = Path(target)
     complete = False
     try:
-        with open_url(url, policy=policy, timeout=timeout, stall_timeout=stall_timeout,
-                      resolver=resolver, abort=abort) as response:
+        with open_url(
+            url, policy=policy, timeout=timeout, stall_timeout=stall_timeout, resolver=resolver, abort=abort
+        ) as response:
             if response.status != 200:
                 raise FetchError(f"HTTP {response.status} {response.reason}", status=response.status)
             size = _copy(response, target, max_bytes, min_rate)
@@ -372,4 +393,3 @@ def _copy(response: Response, target: Path, max_bytes: int, min_rate: MinimumRat
 def describe(error: FetchError) -> str:
     """For logs only: what really happened."""
     return error.detail if error.cause is None else f"{error.detail} ({type(error.cause).__name__})"
-

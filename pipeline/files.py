@@ -4,6 +4,7 @@ Every step's output is read later by another step, process or the bot, often whi
 job is running: a reader must never see half a file, and a crash must never leave one
 that a later step trusts.
 """
+
 from __future__ import annotations
 
 import json

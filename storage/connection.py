@@ -8,6 +8,7 @@ a second at most, so serialising them costs nothing noticeable. Other *processes
 (a second bot, the CLI) are handled by SQLite itself: WAL lets them read while we
 write, and the busy timeout makes a writer wait instead of failing at once.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,8 +44,7 @@ def shown(text: Any) -> str:
 class Connection:
     """The lock, the transactions and the error translation every part of ``Store`` uses."""
 
-    def __init__(self, db: Database, *, where: str, busy_timeout: float,
-                 clock: Callable[[], float] = time.time):
+    def __init__(self, db: Database, *, where: str, busy_timeout: float, clock: Callable[[], float] = time.time):
         self.db = db
         self.where = where
         self._busy_timeout = busy_timeout
@@ -96,12 +96,17 @@ class Connection:
             if "locked" in str(error) or "busy" in str(error):
                 raise StoreError(
                     f"the database {self.where} stayed locked by another process for more than "
-                    f"{self._busy_timeout:g} s: run only one detbot on this file, then retry") from error
-            raise StoreError(f"the database {self.where} failed: {error}; check that the file is "
-                             "intact and writable and that the disk is not full") from error
+                    f"{self._busy_timeout:g} s: run only one detbot on this file, then retry"
+                ) from error
+            raise StoreError(
+                f"the database {self.where} failed: {error}; check that the file is "
+                "intact and writable and that the disk is not full"
+            ) from error
         except sqlite3.Error as error:
-            raise StoreError(f"the database {self.where} refused a change: {error}; this is a "
-                             "detbot bug, please report it with this message") from error
+            raise StoreError(
+                f"the database {self.where} refused a change: {error}; this is a "
+                "detbot bug, please report it with this message"
+            ) from error
 
     def _one(self, sql: str, params: list | tuple = ()) -> dict | None:
         return next(self.db.query(sql, params), None)
@@ -115,10 +120,13 @@ class Connection:
             candidate = new_id()
             if self._one(f"SELECT 1 AS hit FROM {table} WHERE id = ?", [candidate]) is None:
                 return candidate
-        raise StoreError(f"could not find an unused id for {table} after 8 tries; the random "
-                         "source looks broken, check the machine's entropy")
+        raise StoreError(
+            f"could not find an unused id for {table} after 8 tries; the random "
+            "source looks broken, check the machine's entropy"
+        )
 
     def _require_user(self, user_id: int) -> None:
         if self._one("SELECT 1 AS hit FROM users WHERE user_id = ?", [user_id]) is None:
-            raise NotFound(f"no user {user_id} yet: call ensure_user() on their first message "
-                           "before storing anything of theirs")
+            raise NotFound(
+                f"no user {user_id} yet: call ensure_user() on their first message before storing anything of theirs"
+            )

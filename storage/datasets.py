@@ -1,4 +1,5 @@
 """Users and their datasets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,7 @@ class UsersAndDatasets(Connection):
             if self._one("SELECT 1 AS hit FROM users WHERE user_id = ?", [user_id]) is None:
                 db["users"].insert({"user_id": user_id, "name": name, "created": self._now()})
             else:
-                db.execute("UPDATE users SET name = ? WHERE user_id = ? AND name IS NOT ?",
-                           [name, user_id, name])
+                db.execute("UPDATE users SET name = ? WHERE user_id = ? AND name IS NOT ?", [name, user_id, name])
             return self.get_user(user_id)
 
     def get_user(self, user_id: int) -> User:
@@ -46,8 +46,9 @@ class UsersAndDatasets(Connection):
 
     def set_quota(self, user_id: int, *, max_jobs=_UNCHANGED, max_bytes=_UNCHANGED) -> User:
         """Per-user overrides of the bot's quotas; None restores the default."""
-        changes = {key: value for key, value in (("max_jobs", max_jobs), ("max_bytes", max_bytes))
-                   if value is not _UNCHANGED}
+        changes = {
+            key: value for key, value in (("max_jobs", max_jobs), ("max_bytes", max_bytes)) if value is not _UNCHANGED
+        }
         with self._write():
             return self._update_user(user_id, changes)
 
@@ -66,9 +67,18 @@ class UsersAndDatasets(Connection):
             self._require_user(user_id)
             now = self._now()
             dataset_id = self._fresh_id("datasets")
-            db["datasets"].insert({
-                "id": dataset_id, "user_id": user_id, "name": name, "workspace": str(workspace),
-                "status": "checking", "size_bytes": int(size_bytes), "created": now, "updated": now})
+            db["datasets"].insert(
+                {
+                    "id": dataset_id,
+                    "user_id": user_id,
+                    "name": name,
+                    "workspace": str(workspace),
+                    "status": "checking",
+                    "size_bytes": int(size_bytes),
+                    "created": now,
+                    "updated": now,
+                }
+            )
             return self.dataset(user_id, dataset_id)
 
     def finish_dataset(self, dataset_id: str, summary: dict, size_bytes: int | None = None) -> Dataset:
@@ -87,30 +97,31 @@ class UsersAndDatasets(Connection):
                 db["datasets"].update(normalise_id(dataset_id), changes | {"updated": self._now()})
             except sqlite_utils.db.NotFoundError:
                 raise NotFound(f"no dataset {shown(dataset_id)!r}: it was never added") from None
-            row = self._one(f"SELECT {columns(Dataset)} FROM datasets WHERE id = ?",
-                            [normalise_id(dataset_id)])
+            row = self._one(f"SELECT {columns(Dataset)} FROM datasets WHERE id = ?", [normalise_id(dataset_id)])
             return Dataset.from_row(row)
 
     def dataset(self, user_id: int, dataset_id: str) -> Dataset:
         with self._read():
-            row = self._one(f"SELECT {columns(Dataset)} FROM datasets WHERE id = ? AND user_id = ?",
-                            [normalise_id(dataset_id), user_id])
+            row = self._one(
+                f"SELECT {columns(Dataset)} FROM datasets WHERE id = ? AND user_id = ?",
+                [normalise_id(dataset_id), user_id],
+            )
         if row is None:
             # Same words whether it is someone else's or nobody's: existence must not leak.
-            raise NotFound(f"no dataset {shown(dataset_id)!r} of yours: check the id against "
-                           "your list of datasets")
+            raise NotFound(f"no dataset {shown(dataset_id)!r} of yours: check the id against your list of datasets")
         return Dataset.from_row(row)
 
     def datasets(self, user_id: int) -> list[Dataset]:
         """The user's datasets, newest first."""
         with self._read():
-            rows = self._all(f"SELECT {columns(Dataset)} FROM datasets WHERE user_id = ? "
-                             "ORDER BY created DESC, rowid DESC", [user_id])
+            rows = self._all(
+                f"SELECT {columns(Dataset)} FROM datasets WHERE user_id = ? ORDER BY created DESC, rowid DESC",
+                [user_id],
+            )
         return [Dataset.from_row(row) for row in rows]
 
     def user_bytes(self, user_id: int) -> int:
         """Disk held by the user's datasets, failed ones included (their files may still be there)."""
         with self._read():
-            row = self._one("SELECT COALESCE(SUM(size_bytes), 0) AS total FROM datasets "
-                            "WHERE user_id = ?", [user_id])
+            row = self._one("SELECT COALESCE(SUM(size_bytes), 0) AS total FROM datasets WHERE user_id = ?", [user_id])
         return int(row["total"])

@@ -1,4 +1,5 @@
 """The store's exceptions. Handlers catch ``StoreError`` and may show ``str(error)`` to the user."""
+
 from __future__ import annotations
 
 
@@ -24,5 +25,4 @@ class DatasetInUse(StoreError):
     def __init__(self, dataset_id: str, jobs: tuple):
         self.dataset_id, self.jobs = dataset_id, jobs
         listed = ", ".join(f"{job.id} ({job.status})" for job in jobs)
-        super().__init__(f"dataset {dataset_id!r} is in use by job {listed}: it cannot change until "
-                         "that job has ended")
+        super().__init__(f"dataset {dataset_id!r} is in use by job {listed}: it cannot change until that job has ended")

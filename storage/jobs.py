@@ -1,4 +1,5 @@
 """Training jobs, their queue, and the mirror of each job's events.jsonl."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -9,9 +10,24 @@ from .errors import NotFound, StoreError
 from .rows import ACTIVE, JOB_STATUSES, PENDING, Job, JobEvent, columns, to_json
 
 # What update_job may change; ids, owner, dataset and creation time are fixed for life.
-UPDATABLE = frozenset({"status", "pid", "status_message_id", "last_status_text", "events_offset",
-                       "last_plot_step", "archive", "error", "started", "finished", "job_dir",
-                       "model", "request", "gpus"})
+UPDATABLE = frozenset(
+    {
+        "status",
+        "pid",
+        "status_message_id",
+        "last_status_text",
+        "events_offset",
+        "last_plot_step",
+        "archive",
+        "error",
+        "started",
+        "finished",
+        "job_dir",
+        "model",
+        "request",
+        "gpus",
+    }
+)
 # Queue order is insertion order (rowid), not the clock: a clock stepped back by NTP, or two
 # jobs in the same tick, must not let a later job overtake an earlier one.
 _FIFO = "ORDER BY rowid"
@@ -24,26 +40,41 @@ def _placeholders(values: Iterable) -> str:
 class JobsAndEvents(Connection):
     # --- jobs --------------------------------------------------------------------------------
 
-    def add_job(self, user_id: int, chat_id: int, dataset_id: str, job_dir: Path | str,
-                model: str, request: dict) -> Job:
+    def add_job(
+        self, user_id: int, chat_id: int, dataset_id: str, job_dir: Path | str, model: str, request: dict
+    ) -> Job:
         """Queue a training of one of the user's ready datasets."""
         with self._write() as db:
             dataset = self.dataset(user_id, dataset_id)
             if not dataset.ready:
-                raise StoreError(f"dataset {dataset.id!r} is {dataset.status}, not ready: wait for "
-                                 "its check to finish, or upload a fixed zip if it failed")
+                raise StoreError(
+                    f"dataset {dataset.id!r} is {dataset.status}, not ready: wait for "
+                    "its check to finish, or upload a fixed zip if it failed"
+                )
             now = self._now()
             job_id = self._fresh_id("jobs")
-            db["jobs"].insert({
-                "id": job_id, "user_id": user_id, "chat_id": chat_id, "dataset_id": dataset.id,
-                "job_dir": str(job_dir), "model": model, "request": to_json(request),
-                "status": "queued", "events_offset": 0, "created": now, "updated": now})
+            db["jobs"].insert(
+                {
+                    "id": job_id,
+                    "user_id": user_id,
+                    "chat_id": chat_id,
+                    "dataset_id": dataset.id,
+                    "job_dir": str(job_dir),
+                    "model": model,
+                    "request": to_json(request),
+                    "status": "queued",
+                    "events_offset": 0,
+                    "created": now,
+                    "updated": now,
+                }
+            )
             return self.job_by_id(job_id)
 
     def job(self, user_id: int, job_id: str) -> Job:
         with self._read():
-            row = self._one(f"SELECT {columns(Job)} FROM jobs WHERE id = ? AND user_id = ?",
-                            [normalise_id(job_id), user_id])
+            row = self._one(
+                f"SELECT {columns(Job)} FROM jobs WHERE id = ? AND user_id = ?", [normalise_id(job_id), user_id]
+            )
         if row is None:
             raise NotFound(f"no job {shown(job_id)!r} of yours: check the id against your list of jobs")
         return Job.from_row(row)
@@ -59,23 +90,25 @@ class JobsAndEvents(Connection):
     def jobs(self, user_id: int, limit: int = 20) -> list[Job]:
         """The user's jobs, newest first."""
         with self._read():
-            rows = self._all(f"SELECT {columns(Job)} FROM jobs WHERE user_id = ? "
-                             "ORDER BY rowid DESC LIMIT ?", [user_id, int(limit)])
+            rows = self._all(
+                f"SELECT {columns(Job)} FROM jobs WHERE user_id = ? ORDER BY rowid DESC LIMIT ?", [user_id, int(limit)]
+            )
         return [Job.from_row(row) for row in rows]
 
     def update_job(self, job_id: str, **fields) -> Job:
         """Change some of a job's columns; ``updated`` is stamped. Returns the job as it now is."""
         unknown = set(fields) - UPDATABLE
         if unknown:
-            raise ValueError(f"update_job cannot set {sorted(unknown)}: it may set only "
-                             f"{sorted(UPDATABLE)}")
+            raise ValueError(f"update_job cannot set {sorted(unknown)}: it may set only {sorted(UPDATABLE)}")
         if "status" in fields and fields["status"] not in JOB_STATUSES:
             raise ValueError(f"unknown job status {fields['status']!r}: use one of {JOB_STATUSES}")
         values = {key: _column_value(key, value) for key, value in fields.items()}
         with self._write() as db:
             assignments = ", ".join(f"[{key}] = ?" for key in values)
-            cursor = db.execute(f"UPDATE jobs SET {assignments}, updated = ? WHERE id = ?",
-                                [*values.values(), self._now(), normalise_id(job_id)])
+            cursor = db.execute(
+                f"UPDATE jobs SET {assignments}, updated = ? WHERE id = ?",
+                [*values.values(), self._now(), normalise_id(job_id)],
+            )
             if cursor.rowcount == 0:
                 raise NotFound(f"no job {shown(job_id)!r}: it was never added")
             return self.job_by_id(job_id)
@@ -92,22 +125,28 @@ class JobsAndEvents(Connection):
             job = self.job_by_id(job_id)
             if job.status != "queued":
                 return None
-            row = self._one("SELECT COUNT(*) AS ahead FROM jobs WHERE status = 'queued' AND rowid < "
-                            "(SELECT rowid FROM jobs WHERE id = ?)", [job.id])
+            row = self._one(
+                "SELECT COUNT(*) AS ahead FROM jobs WHERE status = 'queued' AND rowid < "
+                "(SELECT rowid FROM jobs WHERE id = ?)",
+                [job.id],
+            )
         return row["ahead"] + 1
 
     def active_jobs(self) -> list[Job]:
         """Jobs that have (or are getting) a training process: the monitor's work list."""
         with self._read():
-            rows = self._all(f"SELECT {columns(Job)} FROM jobs WHERE status IN "
-                             f"({_placeholders(ACTIVE)}) {_FIFO}", ACTIVE)
+            rows = self._all(
+                f"SELECT {columns(Job)} FROM jobs WHERE status IN ({_placeholders(ACTIVE)}) {_FIFO}", ACTIVE
+            )
         return [Job.from_row(row) for row in rows]
 
     def count_active(self, user_id: int) -> int:
         """Queued, starting and running jobs of the user: what the concurrent-job quota counts."""
         with self._read():
-            row = self._one(f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ? AND status IN "
-                            f"({_placeholders(PENDING)})", [user_id, *PENDING])
+            row = self._one(
+                f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ? AND status IN ({_placeholders(PENDING)})",
+                [user_id, *PENDING],
+            )
         return row["n"]
 
     # --- events ------------------------------------------------------------------------------
@@ -126,12 +165,13 @@ class JobsAndEvents(Connection):
             db["job_events"].insert_all(rows, ignore=True)
             inserted = db.conn.total_changes - before
             # MAX: replaying an old batch must not move the offset backwards.
-            db.execute("UPDATE jobs SET events_offset = MAX(events_offset, ?) WHERE id = ?",
-                       [int(new_offset), normalise_id(job_id)])
+            db.execute(
+                "UPDATE jobs SET events_offset = MAX(events_offset, ?) WHERE id = ?",
+                [int(new_offset), normalise_id(job_id)],
+            )
             return inserted
 
-    def events(self, job_id: str, since_seq: int = 0, kinds: Iterable[str] | None = None
-               ) -> list[JobEvent]:
+    def events(self, job_id: str, since_seq: int = 0, kinds: Iterable[str] | None = None) -> list[JobEvent]:
         """The job's events from ``since_seq`` on, in file order; ``kinds`` keeps only those events."""
         sql = f"SELECT {columns(JobEvent)} FROM job_events WHERE job_id = ? AND seq >= ?"
         params: list = [normalise_id(job_id), int(since_seq)]
@@ -164,7 +204,14 @@ def _column_value(key: str, value):
 
 def _event_row(job_id: str, seq: int, event: dict) -> dict:
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
-        raise ValueError(f"event {seq} of job {job_id!r} is not an events.jsonl record with an "
-                         f"'event' name: {str(event)[:80]}")
-    return {"job_id": normalise_id(job_id), "seq": seq, "event": event["event"],
-            "step": event.get("step"), "time": event.get("time"), "payload": to_json(event)}
+        raise ValueError(
+            f"event {seq} of job {job_id!r} is not an events.jsonl record with an 'event' name: {str(event)[:80]}"
+        )
+    return {
+        "job_id": normalise_id(job_id),
+        "seq": seq,
+        "event": event["event"],
+        "step": event.get("step"),
+        "time": event.get("time"),
+        "payload": to_json(event),
+    }

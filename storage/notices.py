@@ -1,4 +1,5 @@
 """Messages already sent about a job (alerts, the final result), so a restart never repeats one."""
+
 from __future__ import annotations
 
 from .connection import Connection, normalise_id
@@ -7,8 +8,16 @@ from .rows import Notice, columns
 
 
 class Notices(Connection):
-    def add_notice(self, user_id: int, chat_id: int, kind: str, *, job_id: str | None = None,
-                   step: int | None = None, message_id: int | None = None) -> int:
+    def add_notice(
+        self,
+        user_id: int,
+        chat_id: int,
+        kind: str,
+        *,
+        job_id: str | None = None,
+        step: int | None = None,
+        message_id: int | None = None,
+    ) -> int:
         """Record a sent notice and return its id.
 
         Idempotent per (job_id, kind, step): recording the same job notice again returns the
@@ -19,16 +28,27 @@ class Notices(Connection):
         job_id = None if job_id is None else normalise_id(job_id)
         with self._write() as db:
             self._require_user(user_id)
-            if job_id is not None and self._one("SELECT 1 AS hit FROM jobs WHERE id = ? AND user_id = ?",
-                                                [job_id, user_id]) is None:
-                raise StoreError(f"job {job_id!r} is not user {user_id}'s: a notice must be about "
-                                 "a job of the user it is sent to")
+            if (
+                job_id is not None
+                and self._one("SELECT 1 AS hit FROM jobs WHERE id = ? AND user_id = ?", [job_id, user_id]) is None
+            ):
+                raise StoreError(
+                    f"job {job_id!r} is not user {user_id}'s: a notice must be about a job of the user it is sent to"
+                )
             existing = self._find_notice(job_id, kind, step) if job_id is not None else None
             if existing is not None:
                 return existing
-            table = db["notices"].insert({"user_id": user_id, "chat_id": chat_id, "job_id": job_id,
-                                          "kind": kind, "step": step, "message_id": message_id,
-                                          "created": self._now()})
+            table = db["notices"].insert(
+                {
+                    "user_id": user_id,
+                    "chat_id": chat_id,
+                    "job_id": job_id,
+                    "kind": kind,
+                    "step": step,
+                    "message_id": message_id,
+                    "created": self._now(),
+                }
+            )
             return table.last_pk
 
     def notice_sent(self, job_id: str, kind: str, step: int | None = None) -> bool:
@@ -37,8 +57,7 @@ class Notices(Connection):
             return self._find_notice(normalise_id(job_id), kind, step) is not None
 
     def _find_notice(self, job_id: str, kind: str, step: int | None) -> int | None:
-        row = self._one("SELECT id FROM notices WHERE job_id = ? AND kind = ? AND step IS ?",
-                        [job_id, kind, step])
+        row = self._one("SELECT id FROM notices WHERE job_id = ? AND kind = ? AND step IS ?", [job_id, kind, step])
         return None if row is None else row["id"]
 
     def notices(self, user_id: int, *, unacknowledged_only: bool = False) -> list[Notice]:
@@ -53,8 +72,10 @@ class Notices(Connection):
     def acknowledge(self, user_id: int, notice_id: int) -> Notice:
         """The user acknowledged a notice (e.g. pressed its button); the first time counts."""
         with self._write() as db:
-            cursor = db.execute("UPDATE notices SET acknowledged = COALESCE(acknowledged, ?) "
-                                "WHERE id = ? AND user_id = ?", [self._now(), notice_id, user_id])
+            cursor = db.execute(
+                "UPDATE notices SET acknowledged = COALESCE(acknowledged, ?) WHERE id = ? AND user_id = ?",
+                [self._now(), notice_id, user_id],
+            )
             if cursor.rowcount == 0:
                 raise NotFound(f"no notice {notice_id!r} of yours: it may have been for another chat")
             row = self._one(f"SELECT {columns(Notice)} FROM notices WHERE id = ?", [notice_id])
@@ -66,8 +87,10 @@ class Notices(Connection):
         """Hold every message to the user (they blocked the bot); the first pause's time is kept."""
         with self._write() as db:
             self._require_user(user_id)
-            db.execute("UPDATE users SET notices_paused = COALESCE(notices_paused, ?) WHERE user_id = ?",
-                       [self._now(), user_id])
+            db.execute(
+                "UPDATE users SET notices_paused = COALESCE(notices_paused, ?) WHERE user_id = ?",
+                [self._now(), user_id],
+            )
 
     def notices_paused(self, user_id: int) -> bool:
         with self._read():
@@ -80,6 +103,7 @@ class Notices(Connection):
         if not self.notices_paused(user_id):
             return False
         with self._write() as db:
-            cursor = db.execute("UPDATE users SET notices_paused = NULL WHERE user_id = ? "
-                                "AND notices_paused IS NOT NULL", [user_id])
+            cursor = db.execute(
+                "UPDATE users SET notices_paused = NULL WHERE user_id = ? AND notices_paused IS NOT NULL", [user_id]
+            )
             return cursor.rowcount > 0

@@ -4,6 +4,7 @@ An upload reserves its bytes (a dataset row in 'checking' whose ``size_bytes`` i
 reservation) in the same transaction that checks the room left, so concurrent uploads
 cannot together overshoot the quota; the row's size becomes the real one once checked.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ from .rows import Dataset, Job, columns
 
 
 class Quotas(Connection):
-    def reserve_dataset(self, user_id: int, name: str, workspace: Path | str, size_bytes: int, *,
-                        limit_bytes: int, other_bytes: int = 0) -> Dataset:
+    def reserve_dataset(
+        self, user_id: int, name: str, workspace: Path | str, size_bytes: int, *, limit_bytes: int, other_bytes: int = 0
+    ) -> Dataset:
         """``add_dataset`` if ``size_bytes`` fits; QuotaExceeded otherwise.
 
         ``other_bytes``: what the user holds outside dataset rows (job folders, predictions),
@@ -25,8 +27,9 @@ class Quotas(Connection):
             self._require_room(user_id, int(size_bytes), limit_bytes, other_bytes)
             return self.add_dataset(user_id, name, workspace, size_bytes)
 
-    def resize_dataset(self, dataset_id: str, size_bytes: int, *, limit_bytes: int | None = None,
-                       other_bytes: int = 0) -> Dataset:
+    def resize_dataset(
+        self, dataset_id: str, size_bytes: int, *, limit_bytes: int | None = None, other_bytes: int = 0
+    ) -> Dataset:
         """Change a dataset's counted size; growing it must fit ``limit_bytes`` when given."""
         with self._write() as db:
             row = self._one("SELECT user_id, size_bytes FROM datasets WHERE id = ?", [normalise_id(dataset_id)])
@@ -35,8 +38,10 @@ class Quotas(Connection):
             growth = int(size_bytes) - row["size_bytes"]
             if limit_bytes is not None and growth > 0:
                 self._require_room(row["user_id"], growth, limit_bytes, other_bytes)
-            db.execute("UPDATE datasets SET size_bytes = ?, updated = ? WHERE id = ?",
-                       [int(size_bytes), self._now(), normalise_id(dataset_id)])
+            db.execute(
+                "UPDATE datasets SET size_bytes = ?, updated = ? WHERE id = ?",
+                [int(size_bytes), self._now(), normalise_id(dataset_id)],
+            )
             return self.dataset(row["user_id"], dataset_id)
 
     def cancel_reservation(self, dataset_id: str) -> None:

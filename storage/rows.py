@@ -1,4 +1,5 @@
 """The rows the store hands out: frozen snapshots, with JSON columns already parsed."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ class User:
     max_bytes: int | None
 
     @classmethod
-    def from_row(cls, row: dict) -> "User":
+    def from_row(cls, row: dict) -> User:
         return cls(**row)
 
 
@@ -69,7 +70,7 @@ class Dataset:
         return self.status == "ready"
 
     @classmethod
-    def from_row(cls, row: dict) -> "Dataset":
+    def from_row(cls, row: dict) -> Dataset:
         return cls(**row | {"workspace": Path(row["workspace"]), "summary": from_json(row["summary"])})
 
 
@@ -105,9 +106,16 @@ class Job:
         return self.status in TERMINAL
 
     @classmethod
-    def from_row(cls, row: dict) -> "Job":
-        return cls(**row | {"job_dir": Path(row["job_dir"]), "archive": _path(row["archive"]),
-                            "request": from_json(row["request"]), "gpus": _ids(row["gpus"])})
+    def from_row(cls, row: dict) -> Job:
+        return cls(
+            **row
+            | {
+                "job_dir": Path(row["job_dir"]),
+                "archive": _path(row["archive"]),
+                "request": from_json(row["request"]),
+                "gpus": _ids(row["gpus"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ class JobEvent:
     payload: dict  # the whole events.jsonl record, event/step/time included
 
     @classmethod
-    def from_row(cls, row: dict) -> "JobEvent":
+    def from_row(cls, row: dict) -> JobEvent:
         return cls(**row | {"payload": from_json(row["payload"])})
 
 
@@ -137,5 +145,5 @@ class Notice:
     acknowledged: float | None  # when the user acknowledged it; None: not yet
 
     @classmethod
-    def from_row(cls, row: dict) -> "Notice":
+    def from_row(cls, row: dict) -> Notice:
         return cls(**row)

@@ -4,6 +4,7 @@ Never edit a released migration: add a new one. Each is a SQL script or a functi
 the ``sqlite_utils.Database``, and runs inside the transaction that records it, so a
 crash mid-migration leaves the previous version intact.
 """
+
 from __future__ import annotations
 
 import time
@@ -106,8 +107,7 @@ def migrate(db: Database, where: str, migrations: list[Migration] = MIGRATIONS) 
     and re-reads the version under it, so two processes opening a new file at once
     do not both apply the same migration.
     """
-    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-               "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
     applied = 0
     while True:
         db.conn.execute("BEGIN IMMEDIATE")
@@ -143,4 +143,5 @@ def _refuse_newer(version: int, known: int, where: str) -> None:
         raise StoreError(
             f"the database {where} has schema version {version}, but this detbot only knows up to "
             f"version {known}: it was written by a newer detbot. Upgrade detbot (or open another "
-            f"database file); nothing in it was changed.")
+            f"database file); nothing in it was changed."
+        )

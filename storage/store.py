@@ -1,4 +1,5 @@
 """``open_store``: the connection settings and the ``Store`` every part of detbot shares."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -23,8 +24,9 @@ class Store(UsersAndDatasets, JobsAndEvents, Notices, DatasetEdits, Quotas):
     """Everything the bot remembers. Safe to share between threads (see ``storage.connection``)."""
 
 
-def open_store(path: Path | str | None, *, clock: Callable[[], float] = time.time,
-               migrations: list[Migration] = MIGRATIONS) -> Store:
+def open_store(
+    path: Path | str | None, *, clock: Callable[[], float] = time.time, migrations: list[Migration] = MIGRATIONS
+) -> Store:
     """Open (creating if needed) and migrate the store at ``path``; None keeps it in memory.
 
     ``clock`` and ``migrations`` are for tests: the bot passes only ``path``.
@@ -37,8 +39,10 @@ def open_store(path: Path | str | None, *, clock: Callable[[], float] = time.tim
         migrate(db, where, migrations)
     except sqlite3.Error as error:
         conn.close()
-        raise StoreError(f"cannot open the database {where}: {error}; check that the path is "
-                         "writable and that the file is a detbot database") from error
+        raise StoreError(
+            f"cannot open the database {where}: {error}; check that the path is "
+            "writable and that the file is a detbot database"
+        ) from error
     except BaseException:
         conn.close()
         raise
@@ -53,8 +57,9 @@ def _connect(path: Path | str | None) -> sqlite3.Connection:
         # check_same_thread=False: Store serialises all use of the connection with its own lock.
         return sqlite3.connect(target, timeout=BUSY_TIMEOUT, check_same_thread=False)
     except sqlite3.Error as error:
-        raise StoreError(f"cannot open the database {target}: {error}; check that its folder "
-                         "exists and is writable") from error
+        raise StoreError(
+            f"cannot open the database {target}: {error}; check that its folder exists and is writable"
+        ) from error
 
 
 def _configure(db: Database, *, in_memory: bool) -> None:

@@ -1,4 +1,5 @@
 """Small real files for tests: images made with Pillow, VOC XML, zips."""
+
 from __future__ import annotations
 
 import io

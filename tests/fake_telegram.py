@@ -51,6 +51,7 @@ depend on it:
 Not mimicked: groups/channels, inline mode, webhooks delivery, media groups,
 photo re-encoding (the largest PhotoSize is the original bytes).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,8 +67,9 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -85,31 +87,57 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
 )
-CONFLICT_POLL = (
-    "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
-    "is running"
-)
+CONFLICT_POLL = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 CONFLICT_WEBHOOK = (
-    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to "
-    "delete the webhook first"
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
 )
 CHAT_ACTIONS = {
-    "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
-    "upload_document", "choose_sticker", "find_location", "record_video_note",
+    "typing",
+    "upload_photo",
+    "record_video",
+    "upload_video",
+    "record_voice",
+    "upload_voice",
+    "upload_document",
+    "choose_sticker",
+    "find_location",
+    "record_video_note",
     "upload_video_note",
 }
 # Update types Telegram only delivers when asked for explicitly.
 OPT_IN_UPDATES = {"chat_member", "message_reaction", "message_reaction_count"}
 # Methods that count against `flood_after`.
 FLOOD_METHODS = {
-    "sendmessage", "sendphoto", "senddocument", "editmessagetext", "editmessagecaption",
-    "editmessagereplymarkup", "copymessage", "forwardmessage", "sendmediagroup",
+    "sendmessage",
+    "sendphoto",
+    "senddocument",
+    "editmessagetext",
+    "editmessagecaption",
+    "editmessagereplymarkup",
+    "copymessage",
+    "forwardmessage",
+    "sendmediagroup",
 }
 # Parameters Telegram treats as strings even when they look like JSON.
 STRING_PARAMS = {
-    "text", "caption", "parse_mode", "callback_query_id", "file_id", "action", "url",
-    "inline_message_id", "photo", "document", "thumbnail", "language_code", "secret_token",
-    "business_connection_id", "message_effect_id", "description", "short_description", "name",
+    "text",
+    "caption",
+    "parse_mode",
+    "callback_query_id",
+    "file_id",
+    "action",
+    "url",
+    "inline_message_id",
+    "photo",
+    "document",
+    "thumbnail",
+    "language_code",
+    "secret_token",
+    "business_connection_id",
+    "message_effect_id",
+    "description",
+    "short_description",
+    "name",
     "ip_address",
 }
 
@@ -184,14 +212,40 @@ class _ParseError(Exception):
 
 # --------------------------------------------------------------------------- parse modes
 _HTML_TAGS = {
-    "a", "b", "strong", "i", "em", "s", "strike", "del", "u", "ins", "tg-spoiler",
-    "tg-emoji", "span", "pre", "code", "blockquote",
+    "a",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "s",
+    "strike",
+    "del",
+    "u",
+    "ins",
+    "tg-spoiler",
+    "tg-emoji",
+    "span",
+    "pre",
+    "code",
+    "blockquote",
 }
 _HTML_TYPES = {
-    "b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline",
-    "ins": "underline", "s": "strikethrough", "strike": "strikethrough", "del": "strikethrough",
-    "tg-spoiler": "spoiler", "span": "spoiler", "code": "code", "pre": "pre",
-    "blockquote": "blockquote", "a": "text_link", "tg-emoji": "custom_emoji",
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "tg-spoiler": "spoiler",
+    "span": "spoiler",
+    "code": "code",
+    "pre": "pre",
+    "blockquote": "blockquote",
+    "a": "text_link",
+    "tg-emoji": "custom_emoji",
 }
 _HTML_ENTITY = re.compile(r"&(?:(lt|gt|amp|quot)|#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6}));")
 _HTML_ATTR = re.compile(r"""\s*([a-zA-Z0-9_-]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
@@ -246,12 +300,11 @@ def _parse_html(src: str) -> tuple[str, list[dict]]:
             j = src.find(">", i)
             if j < 0:
                 raise _ParseError(f"Unclosed end tag at byte offset {boff(begin)}")
-            tag = src[i + 1:j].strip().lower()
+            tag = src[i + 1 : j].strip().lower()
             top = stack[-1]
             if tag != top["tag"]:
                 raise _ParseError(
-                    f'Unmatched end tag at byte offset {boff(begin)}, expected "</{top["tag"]}>", '
-                    f'found "</{tag}>"'
+                    f'Unmatched end tag at byte offset {boff(begin)}, expected "</{top["tag"]}>", found "</{tag}>"'
                 )
             stack.pop()
             i = j + 1
@@ -299,7 +352,7 @@ def _parse_html(src: str) -> tuple[str, list[dict]]:
                 raise _ParseError('Tag "tg-emoji" must have attribute "emoji-id"')
             entry["custom_emoji_id"] = attrs["emoji-id"]
         elif tag == "code" and attrs.get("class", "").startswith("language-"):
-            entry["language"] = attrs["class"][len("language-"):]
+            entry["language"] = attrs["class"][len("language-") :]
         elif tag == "blockquote" and "expandable" in attrs:
             entry["type"] = "expandable_blockquote"
         stack.append(entry)
@@ -310,9 +363,15 @@ def _parse_html(src: str) -> tuple[str, list[dict]]:
 
 _MD2_RESERVED = set("_*[]()~`>#+-=|{}.!")
 _MD2_NAMES = {
-    "bold": "Bold", "italic": "Italic", "underline": "Underline",
-    "strikethrough": "Strikethrough", "spoiler": "Spoiler", "code": "Code", "pre": "Pre",
-    "text_link": "TextUrl", "custom_emoji": "CustomEmoji",
+    "bold": "Bold",
+    "italic": "Italic",
+    "underline": "Underline",
+    "strikethrough": "Strikethrough",
+    "spoiler": "Spoiler",
+    "code": "Code",
+    "pre": "Pre",
+    "text_link": "TextUrl",
+    "custom_emoji": "CustomEmoji",
 }
 
 
@@ -337,8 +396,7 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[dict]]:
             continue
         if c == "\n" and quote_start is not None and nxt(i + 1) != ">":
             if out.pos > quote_start:
-                ents.append({"type": "blockquote", "offset": quote_start,
-                             "length": out.pos - quote_start})
+                ents.append({"type": "blockquote", "offset": quote_start, "length": out.pos - quote_start})
             quote_start = None
         reserved = "`" if top in ("code", "pre") else _MD2_RESERVED
         if c not in reserved:
@@ -352,7 +410,7 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[dict]]:
             "strikethrough": c == "~",
             "spoiler": c == "|" and nxt(i + 1) == "|",
             "code": c == "`",
-            "pre": c == "`" and src[i + 1:i + 3] == "``",
+            "pre": c == "`" and src[i + 1 : i + 3] == "``",
             "text_link": c == "]",
             "custom_emoji": c == "]",
         }.get(top, False)
@@ -376,7 +434,7 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[dict]]:
             elif c == "!" and nxt(i + 1) == "[":
                 entry["type"] = "custom_emoji"
                 i += 2
-            elif c == "`" and src[i + 1:i + 3] == "``":
+            elif c == "`" and src[i + 1 : i + 3] == "``":
                 entry["type"] = "pre"
                 i += 3
                 j = i
@@ -391,9 +449,7 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[dict]]:
                 entry["type"] = "code"
                 i += 1
             else:
-                raise _ParseError(
-                    f"Character '{c}' is reserved and must be escaped with the preceding '\\'"
-                )
+                raise _ParseError(f"Character '{c}' is reserved and must be escaped with the preceding '\\'")
             stack.append(entry)
             continue
         entry = stack.pop()
@@ -410,18 +466,16 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[dict]]:
                     buf.append(src[j])
                     j += 1
                 if j >= n:
-                    raise _ParseError(
-                        f"Can't find end of a URL at byte offset {boff(i + 1)}"
-                    )
+                    raise _ParseError(f"Can't find end of a URL at byte offset {boff(i + 1)}")
                 url = "".join(buf)
                 i = j + 1
             if kind == "custom_emoji":
                 if not url or not url.startswith("tg://emoji?id="):
                     raise _ParseError("Custom emoji entity must contain a tg://emoji URL")
-                ent["custom_emoji_id"] = url[len("tg://emoji?id="):]
+                ent["custom_emoji_id"] = url[len("tg://emoji?id=") :]
             else:
                 if url is None:
-                    url = out.text()[entry["chars"]:]  # the link text is the URL
+                    url = out.text()[entry["chars"] :]  # the link text is the URL
                 if not url or not re.search(r"[.:]", url):  # Telegram drops invalid URLs
                     continue
                 ent["url"] = url
@@ -452,7 +506,7 @@ def _parse_markdown(src: str) -> tuple[str, list[dict]]:
             i += 1
             continue
         start_byte = len(src[:i].encode())
-        is_pre = c == "`" and src[i + 1:i + 3] == "``"
+        is_pre = c == "`" and src[i + 1 : i + 3] == "``"
         end_char = "]" if c == "[" else c
         language = None
         if is_pre:
@@ -468,7 +522,7 @@ def _parse_markdown(src: str) -> tuple[str, list[dict]]:
         else:
             i += 1
         begin = out.pos
-        while i < n and (src[i] != end_char or (is_pre and src[i:i + 3] != "```")):
+        while i < n and (src[i] != end_char or (is_pre and src[i : i + 3] != "```")):
             out.add(src[i])
             i += 1
         if i >= n:
@@ -481,7 +535,7 @@ def _parse_markdown(src: str) -> tuple[str, list[dict]]:
                 j = src.find(")", i)
                 if j < 0:
                     raise _ParseError(f"Can't find end of a URL at byte offset {len(src[:i].encode())}")
-                ent["url"] = src[i + 1:j]
+                ent["url"] = src[i + 1 : j]
                 i = j + 1
             else:
                 continue
@@ -501,19 +555,17 @@ _AUTO_URL = re.compile(r"(?<![\w@])https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 def _auto_entities(text: str, existing: list[dict]) -> list[dict]:
     """bot_command and url entities Telegram detects in any text."""
     found = []
-    blocked = [(e["offset"], e["offset"] + e["length"]) for e in existing
-               if e["type"] in ("code", "pre", "text_link")]
+    blocked = [(e["offset"], e["offset"] + e["length"]) for e in existing if e["type"] in ("code", "pre", "text_link")]
     for typ, rx in (("bot_command", _AUTO_COMMAND), ("url", _AUTO_URL)):
         for m in rx.finditer(text):
-            off, length = _u16(text[:m.start()]), _u16(m.group(0))
+            off, length = _u16(text[: m.start()]), _u16(m.group(0))
             if any(a < off + length and off < b for a, b in blocked):
                 continue
             found.append({"type": typ, "offset": off, "length": length})
     return found
 
 
-def render_text(text: str, parse_mode: str | None = None,
-                entities: list[dict] | None = None) -> tuple[str, list[dict]]:
+def render_text(text: str, parse_mode: str | None = None, entities: list[dict] | None = None) -> tuple[str, list[dict]]:
     """Turns (text, parse_mode/entities) into Telegram's (plain text, entities).
 
     Raises ApiError like Telegram for malformed markup.  Leading/trailing
@@ -523,8 +575,7 @@ def render_text(text: str, parse_mode: str | None = None,
         plain, ents = text, [dict(e) for e in entities]
     elif parse_mode:
         mode = str(parse_mode).lower()
-        parser = {"html": _parse_html, "markdownv2": _parse_markdown_v2,
-                  "markdown": _parse_markdown}.get(mode)
+        parser = {"html": _parse_html, "markdownv2": _parse_markdown_v2, "markdown": _parse_markdown}.get(mode)
         if parser is None:
             raise _bad("unsupported parse_mode")
         try:
@@ -552,8 +603,15 @@ def render_text(text: str, parse_mode: str | None = None,
 class FakeUser:
     """A Telegram user in a private chat with the bot.  Get one from ``server.user()``."""
 
-    def __init__(self, server: "FakeTelegram", user_id: int, first_name: str,
-                 last_name: str | None, username: str | None, language_code: str | None):
+    def __init__(
+        self,
+        server: FakeTelegram,
+        user_id: int,
+        first_name: str,
+        last_name: str | None,
+        username: str | None,
+        language_code: str | None,
+    ):
         self.server = server
         self.id = user_id
         self.first_name = first_name
@@ -591,33 +649,42 @@ class FakeUser:
         plain, ents = render_text(text)
         if not plain:
             raise ValueError("Telegram does not deliver empty messages")
-        return self.server._user_message(self, {"text": plain, **({"entities": ents} if ents else {})},
-                                         reply_to=reply_to)
+        return self.server._user_message(
+            self, {"text": plain, **({"entities": ents} if ents else {})}, reply_to=reply_to
+        )
 
-    def send_document(self, data: bytes, filename: str = "file.bin",
-                      mime: str | None = "application/zip", caption: str | None = None,
-                      file_size: int | None = None, reply_to: dict | int | None = None) -> str:
+    def send_document(
+        self,
+        data: bytes,
+        filename: str = "file.bin",
+        mime: str | None = "application/zip",
+        caption: str | None = None,
+        file_size: int | None = None,
+        reply_to: dict | int | None = None,
+    ) -> str:
         """Sends a file as a document; returns its file_id.
 
         ``file_size`` overrides the size Telegram reports (to test the 20 MB
         getFile limit without allocating 20 MB).
         """
-        rec = self.server._new_file("document", bytes(data), owner=f"user:{self.id}",
-                                    filename=filename, mime_type=mime, size=file_size)
+        rec = self.server._new_file(
+            "document", bytes(data), owner=f"user:{self.id}", filename=filename, mime_type=mime, size=file_size
+        )
         doc = self.server._document_dict(rec)
-        self.server._user_message(self, {"document": doc, **_caption_fields(caption)},
-                                  reply_to=reply_to)
+        self.server._user_message(self, {"document": doc, **_caption_fields(caption)}, reply_to=reply_to)
         return rec.file_id
 
-    def send_photo(self, data: bytes, caption: str | None = None,
-                   reply_to: dict | int | None = None) -> str:
+    def send_photo(self, data: bytes, caption: str | None = None, reply_to: dict | int | None = None) -> str:
         """Sends a compressed photo; returns the file_id of the largest size (the original bytes)."""
         try:
             sizes = self.server._photo_files(bytes(data), owner=f"user:{self.id}")
         except ValueError as exc:
             raise ValueError(f"send_photo needs real image bytes: {exc}") from None
-        self.server._user_message(self, {"photo": [self.server._photo_size_dict(r) for r in sizes],
-                                         **_caption_fields(caption)}, reply_to=reply_to)
+        self.server._user_message(
+            self,
+            {"photo": [self.server._photo_size_dict(r) for r in sizes], **_caption_fields(caption)},
+            reply_to=reply_to,
+        )
         return sizes[-1].file_id
 
     def press(self, message: dict | int, callback_data: str) -> str:
@@ -655,11 +722,20 @@ def _caption_fields(caption: str | None) -> dict:
 class FakeTelegram:
     """HTTP fake of the Telegram Bot API for one bot token (see module docstring)."""
 
-    def __init__(self, token: str = DEFAULT_TOKEN, *, host: str = "127.0.0.1", port: int = 0,
-                 bot_first_name: str = "DetBot", bot_username: str = "detbot_test_bot",
-                 download_limit: int = 20 * MB, upload_limit: int = 50 * MB,
-                 photo_upload_limit: int = 10 * MB, flood_after: int | None = None,
-                 flood_retry_after: int = 1):
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        bot_first_name: str = "DetBot",
+        bot_username: str = "detbot_test_bot",
+        download_limit: int = 20 * MB,
+        upload_limit: int = 50 * MB,
+        photo_upload_limit: int = 10 * MB,
+        flood_after: int | None = None,
+        flood_retry_after: int = 1,
+    ):
         self.token = token
         self.host = host
         self._requested_port = port
@@ -708,12 +784,32 @@ class FakeTelegram:
 
         self._methods: dict[str, tuple[str, Callable]] = {}
         for name in (
-            "getMe", "logOut", "close", "deleteWebhook", "setWebhook", "getWebhookInfo",
-            "setMyCommands", "getMyCommands", "deleteMyCommands", "setMyDescription",
-            "setMyShortDescription", "setMyName", "setChatMenuButton", "getChat", "getUpdates",
-            "sendMessage", "editMessageText", "editMessageCaption", "editMessageReplyMarkup",
-            "deleteMessage", "deleteMessages", "answerCallbackQuery", "sendChatAction",
-            "sendPhoto", "sendDocument", "getFile",
+            "getMe",
+            "logOut",
+            "close",
+            "deleteWebhook",
+            "setWebhook",
+            "getWebhookInfo",
+            "setMyCommands",
+            "getMyCommands",
+            "deleteMyCommands",
+            "setMyDescription",
+            "setMyShortDescription",
+            "setMyName",
+            "setChatMenuButton",
+            "getChat",
+            "getUpdates",
+            "sendMessage",
+            "editMessageText",
+            "editMessageCaption",
+            "editMessageReplyMarkup",
+            "deleteMessage",
+            "deleteMessages",
+            "answerCallbackQuery",
+            "sendChatAction",
+            "sendPhoto",
+            "sendDocument",
+            "getFile",
         ):
             handler = getattr(self, "_m_" + name, None) or self._m_noop
             self._methods[name.lower()] = (name, handler)
@@ -734,7 +830,7 @@ class FakeTelegram:
             env[token_var] = self.token
         return env
 
-    def start(self) -> "FakeTelegram":
+    def start(self) -> FakeTelegram:
         if self._thread is not None:
             return self
         self._thread = threading.Thread(target=self._thread_main, name="FakeTelegram", daemon=True)
@@ -758,7 +854,7 @@ class FakeTelegram:
         thread.join(10)
         self._thread = None
 
-    def __enter__(self) -> "FakeTelegram":
+    def __enter__(self) -> FakeTelegram:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -836,7 +932,7 @@ class FakeTelegram:
                 params[key] = upload
         for key, value in list(params.items()):  # attach://name references
             if isinstance(value, str) and value.startswith("attach://"):
-                name = value[len("attach://"):]
+                name = value[len("attach://") :]
                 if name in uploads:
                     params[key] = uploads[name]
         return params
@@ -854,8 +950,9 @@ class FakeTelegram:
         token = request.match_info["token"]
         raw_method = request.match_info["method"]
         canonical, handler = self._methods.get(raw_method.lower(), (raw_method, None))
-        call = ApiCall(method=canonical, params={}, time=time.time(),
-                       http_method=request.method, token_ok=token == self.token)
+        call = ApiCall(
+            method=canonical, params={}, time=time.time(), http_method=request.method, token_ok=token == self.token
+        )
         with self._lock:
             self._requests.append(call)
         _REQUEST.set(request)
@@ -882,8 +979,9 @@ class FakeTelegram:
             with self._lock:
                 call.status, call.error, call.done_time = 500, repr(exc), time.time()
                 self._cond.notify_all()
-            return web.json_response({"ok": False, "error_code": 500,
-                                      "description": f"Internal Server Error: {exc!r}"}, status=500)
+            return web.json_response(
+                {"ok": False, "error_code": 500, "description": f"Internal Server Error: {exc!r}"}, status=500
+            )
         with self._lock:
             call.status, call.result, call.done_time = 200, result, time.time()
             self._cond.notify_all()
@@ -921,14 +1019,14 @@ class FakeTelegram:
             if st["count"] >= self.flood_after:
                 st["count"] = 0
                 st["until"] = now + self.flood_retry_after
-                raise ApiError(429, f"Too Many Requests: retry after {self.flood_retry_after}",
-                               retry_after=self.flood_retry_after)
+                raise ApiError(
+                    429, f"Too Many Requests: retry after {self.flood_retry_after}", retry_after=self.flood_retry_after
+                )
             st["count"] += 1
 
     # ------------------------------------------------------------------ helpers (locked)
     def _bot_user(self) -> dict:
-        return {"id": self.bot_id, "is_bot": True, "first_name": self.bot_first_name,
-                "username": self.bot_username}
+        return {"id": self.bot_id, "is_bot": True, "first_name": self.bot_first_name, "username": self.bot_username}
 
     def _chat(self, params: dict, key: str = "chat_id") -> FakeUser:
         chat_id = params.get(key)
@@ -955,16 +1053,34 @@ class FakeTelegram:
         self._next_message_id[chat_id] = mid + 1
         return mid
 
-    def _new_file(self, kind: str, data: bytes, owner: str, filename: str | None = None,
-                  mime_type: str | None = None, size: int | None = None,
-                  width: int | None = None, height: int | None = None) -> _File:
+    def _new_file(
+        self,
+        kind: str,
+        data: bytes,
+        owner: str,
+        filename: str | None = None,
+        mime_type: str | None = None,
+        size: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> _File:
         with self._lock:
             n = next(self._file_counter)
             prefix = {"photo": "AgACAgIAAxkBAAI", "document": "BQACAgIAAxkBAAI"}[kind]
             file_id = f"{prefix}{n:06d}{secrets.token_urlsafe(24)}"
             unique = f"AQAD{n:06d}{secrets.token_urlsafe(6)}"
-            rec = _File(file_id, unique, kind, data, size if size is not None else len(data),
-                        owner, filename, mime_type, width, height)
+            rec = _File(
+                file_id,
+                unique,
+                kind,
+                data,
+                size if size is not None else len(data),
+                owner,
+                filename,
+                mime_type,
+                width,
+                height,
+            )
             self._files[file_id] = rec
             return rec
 
@@ -993,8 +1109,13 @@ class FakeTelegram:
 
     @staticmethod
     def _photo_size_dict(rec: _File) -> dict:
-        return {"file_id": rec.file_id, "file_unique_id": rec.file_unique_id,
-                "width": rec.width or 0, "height": rec.height or 0, "file_size": rec.size}
+        return {
+            "file_id": rec.file_id,
+            "file_unique_id": rec.file_unique_id,
+            "width": rec.width or 0,
+            "height": rec.height or 0,
+            "file_size": rec.size,
+        }
 
     @staticmethod
     def _document_dict(rec: _File) -> dict:
@@ -1095,14 +1216,16 @@ class FakeTelegram:
         if "inline_keyboard" in markup:
             rows = markup["inline_keyboard"]
             if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-                raise _bad("field \"inline_keyboard\" of the InlineKeyboardMarkup should be an Array of Arrays")
+                raise _bad('field "inline_keyboard" of the InlineKeyboardMarkup should be an Array of Arrays')
             for row in rows:
                 for button in row:
                     if not isinstance(button, dict) or not isinstance(button.get("text"), str):
-                        raise _bad("can't parse inline keyboard button: Field \"text\" must be of type String")
+                        raise _bad('can\'t parse inline keyboard button: Field "text" must be of type String')
                     actions = set(button) - {"text"}
                     if not actions:
-                        raise _bad("can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard")
+                        raise _bad(
+                            "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+                        )
                     if "callback_data" in button:
                         data = button["callback_data"]
                         if not isinstance(data, str) or not 1 <= len(data.encode()) <= 64:
@@ -1111,8 +1234,9 @@ class FakeTelegram:
                 return None
         return markup
 
-    def _new_bot_message(self, user: FakeUser, method: str, fields: dict, params: dict,
-                         extra: dict | None = None) -> dict:
+    def _new_bot_message(
+        self, user: FakeUser, method: str, fields: dict, params: dict, extra: dict | None = None
+    ) -> dict:
         reply_to = self._resolve_reply(user.id, params)
         markup = self._check_markup(params.get("reply_markup"))
         rec = {
@@ -1123,12 +1247,20 @@ class FakeTelegram:
             "date": int(time.time()),
             "edit_date": None,
             "kind": fields.pop("kind"),
-            "text": None, "entities": None, "caption": None, "caption_entities": None,
-            "photo": None, "document": None,
-            "raw_text": None, "parse_mode": params.get("parse_mode"),
+            "text": None,
+            "entities": None,
+            "caption": None,
+            "caption_entities": None,
+            "photo": None,
+            "document": None,
+            "raw_text": None,
+            "parse_mode": params.get("parse_mode"),
             "reply_markup": markup,
             "reply_to_message_id": reply_to,
-            "bytes": None, "filename": None, "mime_type": None, "file_id": None,
+            "bytes": None,
+            "filename": None,
+            "mime_type": None,
+            "file_id": None,
             "file_size": None,
             "deleted": False,
             "history": [],
@@ -1159,11 +1291,15 @@ class FakeTelegram:
         return markup if markup and "inline_keyboard" in markup else None
 
     def _apply_edit(self, rec: dict, changes: dict) -> dict:
-        rec["history"].append({
-            "text": rec["text"], "entities": copy.deepcopy(rec["entities"]),
-            "caption": rec["caption"], "reply_markup": copy.deepcopy(rec["reply_markup"]),
-            "date": rec["edit_date"] or rec["date"],
-        })
+        rec["history"].append(
+            {
+                "text": rec["text"],
+                "entities": copy.deepcopy(rec["entities"]),
+                "caption": rec["caption"],
+                "reply_markup": copy.deepcopy(rec["reply_markup"]),
+                "date": rec["edit_date"] or rec["date"],
+            }
+        )
         rec.update(changes)
         rec["edit_date"] = int(time.time())
         self._emit(rec, "edited")
@@ -1173,8 +1309,7 @@ class FakeTelegram:
         caption = params.get("caption")
         if caption in (None, ""):
             return None, None
-        plain, ents = render_text(str(caption), params.get("parse_mode"),
-                                  params.get("caption_entities"))
+        plain, ents = render_text(str(caption), params.get("parse_mode"), params.get("caption_entities"))
         if _u16(plain) > 1024:
             raise _bad("message caption is too long")
         return plain or None, ents or None
@@ -1184,9 +1319,14 @@ class FakeTelegram:
         return True
 
     def _m_getMe(self, p: dict) -> dict:
-        return {**self._bot_user(), "can_join_groups": True, "can_read_all_group_messages": False,
-                "supports_inline_queries": False, "can_connect_to_business": False,
-                "has_main_web_app": False}
+        return {
+            **self._bot_user(),
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
 
     def _drop_pending(self, p: dict) -> None:
         if p.get("drop_pending_updates") in (True, "true", "True", 1):
@@ -1209,8 +1349,11 @@ class FakeTelegram:
 
     def _m_getWebhookInfo(self, p: dict) -> dict:
         with self._lock:
-            return {"url": self._webhook_url, "has_custom_certificate": False,
-                    "pending_update_count": len(self._updates)}
+            return {
+                "url": self._webhook_url,
+                "has_custom_certificate": False,
+                "pending_update_count": len(self._updates),
+            }
 
     @staticmethod
     def _commands_key(p: dict) -> tuple[str, str]:
@@ -1229,8 +1372,7 @@ class FakeTelegram:
                 raise _bad("BOT_COMMAND_DESCRIPTION_INVALID")
         with self._lock:
             self._commands[self._commands_key(p)] = [
-                {"command": c["command"].lstrip("/"), "description": c["description"]}
-                for c in commands
+                {"command": c["command"].lstrip("/"), "description": c["description"]} for c in commands
             ]
         return True
 
@@ -1246,10 +1388,18 @@ class FakeTelegram:
     def _m_getChat(self, p: dict) -> dict:
         with self._lock:
             user = self._chat(p)
-            return {**user.chat_dict(), "accent_color_id": 0, "max_reaction_count": 11,
-                    "accepted_gift_types": {"unlimited_gifts": False, "limited_gifts": False,
-                                            "unique_gifts": False, "premium_subscription": False,
-                                            "gifts_from_channels": False}}
+            return {
+                **user.chat_dict(),
+                "accent_color_id": 0,
+                "max_reaction_count": 11,
+                "accepted_gift_types": {
+                    "unlimited_gifts": False,
+                    "limited_gifts": False,
+                    "unique_gifts": False,
+                    "premium_subscription": False,
+                    "gifts_from_channels": False,
+                },
+            }
 
     async def _m_getUpdates(self, p: dict) -> list:
         loop = asyncio.get_running_loop()
@@ -1298,7 +1448,7 @@ class FakeTelegram:
                 self._poll_waiters.append(fut)
             try:
                 reason = await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 reason = "timeout"
             finally:
                 with self._lock:
@@ -1329,8 +1479,8 @@ class FakeTelegram:
             if _u16(plain) > 4096:
                 raise _bad("message is too long")
             return self._new_bot_message(
-                user, "sendMessage",
-                {"kind": "text", "text": plain, "entities": ents or None, "raw_text": str(text)}, p)
+                user, "sendMessage", {"kind": "text", "text": plain, "entities": ents or None, "raw_text": str(text)}, p
+            )
 
     def _m_editMessageText(self, p: dict) -> dict:
         with self._lock:
@@ -1346,12 +1496,22 @@ class FakeTelegram:
             if rec["kind"] != "text":
                 raise _bad("there is no text in the message to edit")
             markup = self._inline_markup(self._check_markup(p.get("reply_markup")))
-            if (plain == rec["text"] and (ents or None) == rec["entities"]
-                    and markup == self._inline_markup(rec["reply_markup"])):
+            if (
+                plain == rec["text"]
+                and (ents or None) == rec["entities"]
+                and markup == self._inline_markup(rec["reply_markup"])
+            ):
                 raise ApiError(400, NOT_MODIFIED)
-            return self._apply_edit(rec, {"text": plain, "entities": ents or None,
-                                          "raw_text": str(text), "parse_mode": p.get("parse_mode"),
-                                          "reply_markup": markup})
+            return self._apply_edit(
+                rec,
+                {
+                    "text": plain,
+                    "entities": ents or None,
+                    "raw_text": str(text),
+                    "parse_mode": p.get("parse_mode"),
+                    "reply_markup": markup,
+                },
+            )
 
     def _m_editMessageCaption(self, p: dict) -> dict:
         with self._lock:
@@ -1360,11 +1520,13 @@ class FakeTelegram:
                 raise _bad("there is no caption in the message to edit")
             caption, ents = self._render_caption(p)
             markup = self._inline_markup(self._check_markup(p.get("reply_markup")))
-            if (caption == rec["caption"] and ents == rec["caption_entities"]
-                    and markup == self._inline_markup(rec["reply_markup"])):
+            if (
+                caption == rec["caption"]
+                and ents == rec["caption_entities"]
+                and markup == self._inline_markup(rec["reply_markup"])
+            ):
                 raise ApiError(400, NOT_MODIFIED)
-            return self._apply_edit(rec, {"caption": caption, "caption_entities": ents,
-                                          "reply_markup": markup})
+            return self._apply_edit(rec, {"caption": caption, "caption_entities": ents, "reply_markup": markup})
 
     def _m_editMessageReplyMarkup(self, p: dict) -> dict:
         with self._lock:
@@ -1438,8 +1600,11 @@ class FakeTelegram:
                     raise _bad("PHOTO_INVALID_DIMENSIONS")
                 return files, value
             mime = value.mime_type or mimetypes.guess_type(value.filename or "")[0]
-            return [self._new_file("document", value.data, "bot", filename=value.filename,
-                                   mime_type=mime or "application/octet-stream")], value
+            return [
+                self._new_file(
+                    "document", value.data, "bot", filename=value.filename, mime_type=mime or "application/octet-stream"
+                )
+            ], value
         if value in (None, ""):
             raise _bad(f"there is no {key} in the request")
         if not isinstance(value, str):
@@ -1461,9 +1626,13 @@ class FakeTelegram:
             caption, cap_ents = self._render_caption(p)
             main = files[-1]
             fields = {
-                "kind": kind, "caption": caption, "caption_entities": cap_ents,
+                "kind": kind,
+                "caption": caption,
+                "caption_entities": cap_ents,
                 "raw_text": p.get("caption"),
-                "bytes": main.data, "file_id": main.file_id, "file_size": main.size,
+                "bytes": main.data,
+                "file_id": main.file_id,
+                "file_size": main.size,
                 "filename": upload.filename if upload else main.filename,
                 "mime_type": (upload.mime_type if upload else None) or main.mime_type,
             }
@@ -1499,12 +1668,23 @@ class FakeTelegram:
                         ext = "." + rec.filename.rsplit(".", 1)[1]
                     rec.file_path = f"documents/file_{n}{ext}"
                 self._files_by_path[rec.file_path] = rec
-            return {"file_id": rec.file_id, "file_unique_id": rec.file_unique_id,
-                    "file_size": rec.size, "file_path": rec.file_path}
+            return {
+                "file_id": rec.file_id,
+                "file_unique_id": rec.file_unique_id,
+                "file_size": rec.size,
+                "file_path": rec.file_path,
+            }
 
     # ------------------------------------------------------------------ user side (test thread)
-    def user(self, user_id: int, first_name: str = "Ann", *, last_name: str | None = None,
-             username: str | None = None, language_code: str | None = "en") -> FakeUser:
+    def user(
+        self,
+        user_id: int,
+        first_name: str = "Ann",
+        *,
+        last_name: str | None = None,
+        username: str | None = None,
+        language_code: str | None = "en",
+    ) -> FakeUser:
         """The user (and private chat) ``user_id``; created on first call, then reused."""
         with self._lock:
             u = self._users.get(user_id)
@@ -1518,10 +1698,17 @@ class FakeTelegram:
             mid = self._alloc_message_id(user.id)
             reply_id = reply_to["message_id"] if isinstance(reply_to, dict) else reply_to
             rec = {
-                "message_id": mid, "chat_id": user.id, "from_bot": False, "date": int(time.time()),
-                "edit_date": None, "kind": next(k for k in ("text", "photo", "document") if k in content),
-                "reply_to_message_id": reply_id, "reply_markup": None, "deleted": False,
-                "history": [], **content,
+                "message_id": mid,
+                "chat_id": user.id,
+                "from_bot": False,
+                "date": int(time.time()),
+                "edit_date": None,
+                "kind": next(k for k in ("text", "photo", "document") if k in content),
+                "reply_to_message_id": reply_id,
+                "reply_markup": None,
+                "deleted": False,
+                "history": [],
+                **content,
             }
             self._messages[(user.id, mid)] = rec
             message = self._api_message(rec)
@@ -1549,15 +1736,25 @@ class FakeTelegram:
             if callback_data not in datas:
                 raise AssertionError(
                     f"message {current['message_id']} has no button with callback_data "
-                    f"{callback_data!r}; buttons: {self.buttons(current)}")
+                    f"{callback_data!r}; buttons: {self.buttons(current)}"
+                )
             query_id = str(secrets.randbits(63))
-            self._callbacks[query_id] = {"user_id": user.id, "message_id": current["message_id"],
-                                         "data": callback_data, "answered": False, "answer": None}
-            payload = {"callback_query": {
-                "id": query_id, "from": user.as_dict(), "message": current["api"],
-                "chat_instance": str(-(user.id * 7919 + self.bot_id) % 10**18),
+            self._callbacks[query_id] = {
+                "user_id": user.id,
+                "message_id": current["message_id"],
                 "data": callback_data,
-            }}
+                "answered": False,
+                "answer": None,
+            }
+            payload = {
+                "callback_query": {
+                    "id": query_id,
+                    "from": user.as_dict(),
+                    "message": current["api"],
+                    "chat_instance": str(-(user.id * 7919 + self.bot_id) % 10**18),
+                    "data": callback_data,
+                }
+            }
         self._enqueue_update(payload)
         return query_id
 
@@ -1571,10 +1768,16 @@ class FakeTelegram:
         raw_text (as the bot sent it, before parse_mode), api (the Telegram Message dict).
         """
         with self._lock:
-            recs = sorted((r for r in self._messages.values() if r["from_bot"]
-                           and (chat_id is None or r["chat_id"] == chat_id)
-                           and (include_deleted or not r["deleted"])),
-                          key=lambda r: (self._seq_of(r), r["message_id"]))
+            recs = sorted(
+                (
+                    r
+                    for r in self._messages.values()
+                    if r["from_bot"]
+                    and (chat_id is None or r["chat_id"] == chat_id)
+                    and (include_deleted or not r["deleted"])
+                ),
+                key=lambda r: (self._seq_of(r), r["message_id"]),
+            )
             return [self._snapshot(r, "current") for r in recs]
 
     def _seq_of(self, rec: dict) -> int:
@@ -1590,16 +1793,20 @@ class FakeTelegram:
     def events(self, chat_id: int | None = None, since: int = 0) -> list[dict]:
         """Every send/edit/delete of a bot message as a snapshot with "event" and "seq"."""
         with self._lock:
-            return [copy.deepcopy(e) for e in self._events
-                    if e["seq"] > since and (chat_id is None or e["chat_id"] == chat_id)]
+            return [
+                copy.deepcopy(e)
+                for e in self._events
+                if e["seq"] > since and (chat_id is None or e["chat_id"] == chat_id)
+            ]
 
     def mark(self) -> int:
         """A cursor for ``wait_for(since=...)``: only later sends/edits are considered."""
         with self._lock:
             return len(self._events)
 
-    def wait_for(self, predicate: Callable[[dict], Any], timeout: float = 30.0, *,
-                 chat_id: int | None = None, since: int = 0) -> dict:
+    def wait_for(
+        self, predicate: Callable[[dict], Any], timeout: float = 30.0, *, chat_id: int | None = None, since: int = 0
+    ) -> dict:
         """Waits for a bot message send or edit (snapshot) with ``predicate(msg)`` true.
 
         Scans events after ``since`` (see ``mark()``), oldest first, so an earlier
@@ -1625,42 +1832,46 @@ class FakeTelegram:
                 if remaining <= 0:
                     raise AssertionError(
                         f"no bot message matched within {timeout}s; last messages:\n"
-                        + self._describe(self._events[-12:]) + self._describe_failures())
+                        + self._describe(self._events[-12:])
+                        + self._describe_failures()
+                    )
                 self._cond.wait(min(remaining, 0.5))
 
-    def wait_until(self, condition: Callable[[], Any], timeout: float = 30.0,
-                   what: str = "condition") -> None:
+    def wait_until(self, condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
         """Waits until ``condition()`` (evaluated under the server lock) is true."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not condition():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                         + self._describe_failures())
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + self._describe_failures())
                 self._cond.wait(min(remaining, 0.5))
 
     def _describe(self, events: Iterable[dict]) -> str:
         lines = []
         for e in events:
-            body = e.get("text") if e.get("kind") == "text" else f"[{e.get('kind')}] {e.get('caption') or e.get('filename') or ''}"
-            lines.append(f"  #{e['seq']} {e['event']} chat={e['chat_id']} id={e['message_id']}: "
-                         f"{str(body)[:200]!r} buttons={self.buttons(e)}")
+            body = (
+                e.get("text")
+                if e.get("kind") == "text"
+                else f"[{e.get('kind')}] {e.get('caption') or e.get('filename') or ''}"
+            )
+            lines.append(
+                f"  #{e['seq']} {e['event']} chat={e['chat_id']} id={e['message_id']}: "
+                f"{str(body)[:200]!r} buttons={self.buttons(e)}"
+            )
         return "\n".join(lines) or "  (none)"
 
     def _describe_failures(self) -> str:
         bad = [c for c in self._requests if c.status and c.status >= 400 and c.method != "getUpdates"]
         if not bad:
             return ""
-        return "\nfailed API calls:\n" + "\n".join(
-            f"  {c.method} -> {c.status} {c.error}" for c in bad[-8:])
+        return "\nfailed API calls:\n" + "\n".join(f"  {c.method} -> {c.status} {c.error}" for c in bad[-8:])
 
     @staticmethod
     def buttons(message: dict) -> list[tuple[str, str | None]]:
         """(text, callback_data) of every inline button, row by row (callback_data None for URL buttons)."""
         markup = message.get("reply_markup") or (message.get("api") or {}).get("reply_markup") or {}
-        return [(b.get("text"), b.get("callback_data"))
-                for row in markup.get("inline_keyboard", []) for b in row]
+        return [(b.get("text"), b.get("callback_data")) for row in markup.get("inline_keyboard", []) for b in row]
 
     @property
     def requests(self) -> list[ApiCall]:
@@ -1720,8 +1931,7 @@ class FakeTelegram:
             return copy.deepcopy(query["answer"]) if query["answered"] else None
 
     def wait_for_answer(self, query_id: str, timeout: float = 30.0) -> dict:
-        self.wait_until(lambda: self._callbacks[query_id]["answered"], timeout,
-                        f"answerCallbackQuery({query_id})")
+        self.wait_until(lambda: self._callbacks[query_id]["answered"], timeout, f"answerCallbackQuery({query_id})")
         return self.callback_answer(query_id)  # type: ignore[return-value]
 
     def chat_actions(self, chat_id: int | None = None) -> list[str]:
@@ -1738,14 +1948,22 @@ class FakeTelegram:
         with self._lock:
             return self._files[file_id].data
 
-    def fail_next(self, method: str, error_code: int = 400, description: str = "Bad Request: injected",
-                  *, retry_after: int | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        error_code: int = 400,
+        description: str = "Bad Request: injected",
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
         """Makes the next ``times`` calls of ``method`` fail with this Telegram error."""
         if error_code == 429 and retry_after is None:
             retry_after = 1
         with self._lock:
             self._fail_next.setdefault(method.lower(), []).extend(
-                ApiError(error_code, description, retry_after) for _ in range(times))
+                ApiError(error_code, description, retry_after) for _ in range(times)
+            )
 
 
 try:

@@ -1,4 +1,5 @@
 """Bot settings: defaults, every documented setting, and one-line errors that name the setting."""
+
 from __future__ import annotations
 
 import re
@@ -29,14 +30,17 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
     assert settings.db_path == Path("/srv/detbot/detbot.db")
 
 
-@pytest.mark.parametrize("changes, setting", [
-    ({"TELEGRAM_BOT_TOKEN": ""}, "TELEGRAM_BOT_TOKEN"),
-    ({"ALLOWED_USER_IDS": "alice"}, "ALLOWED_USER_IDS"),
-    ({"ALLOWED_USER_IDS": ""}, "ALLOWED_USER_IDS"),
-    ({"DETBOT_PROGRESS_INTERVAL_S": "soon"}, "DETBOT_PROGRESS_INTERVAL_S"),
-    ({"DETBOT_MAX_JOBS_PER_USER": "0"}, "DETBOT_MAX_JOBS_PER_USER"),
-    ({"TELEGRAM_LOCAL_MODE": "maybe"}, "TELEGRAM_LOCAL_MODE"),
-])
+@pytest.mark.parametrize(
+    "changes, setting",
+    [
+        ({"TELEGRAM_BOT_TOKEN": ""}, "TELEGRAM_BOT_TOKEN"),
+        ({"ALLOWED_USER_IDS": "alice"}, "ALLOWED_USER_IDS"),
+        ({"ALLOWED_USER_IDS": ""}, "ALLOWED_USER_IDS"),
+        ({"DETBOT_PROGRESS_INTERVAL_S": "soon"}, "DETBOT_PROGRESS_INTERVAL_S"),
+        ({"DETBOT_MAX_JOBS_PER_USER": "0"}, "DETBOT_MAX_JOBS_PER_USER"),
+        ({"TELEGRAM_LOCAL_MODE": "maybe"}, "TELEGRAM_LOCAL_MODE"),
+    ],
+)
 def test_bad_settings_name_the_setting(changes, setting):
     with pytest.raises(ConfigError, match=setting):
         load_settings(GOOD | changes, env_file=None)
@@ -50,8 +54,13 @@ def test_env_example_documents_every_setting_the_bot_reads():
 
 
 def test_missing_token_stops_start_up_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "TELEGRAM_BOT_TOKEN" in result.stderr
 

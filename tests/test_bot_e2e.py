@@ -1,5 +1,6 @@
 """The real bot process (`python -m bot`) against a fake Telegram Bot API on 127.0.0.1:
 a scripted user from upload to trained model, and the ways it must refuse or recover."""
+
 from __future__ import annotations
 
 import io
@@ -25,12 +26,19 @@ FAST = "trainer.steps_per_loop=5 trainer.checkpoint_interval=5"
 
 class BotProcess:
     def __init__(self, tg: FakeTelegram, data_dir: Path, **settings):
-        env = {**os.environ, **tg.env(token_var="TELEGRAM_BOT_TOKEN"), "ALLOWED_USER_IDS": f"{ANN},{BOB}",
-               "DETBOT_DATA_DIR": str(data_dir), "DETBOT_PROGRESS_INTERVAL_S": "1", "PYTHONPATH": str(ROOT),
-               **{key: str(value) for key, value in settings.items()}}
+        env = {
+            **os.environ,
+            **tg.env(token_var="TELEGRAM_BOT_TOKEN"),
+            "ALLOWED_USER_IDS": f"{ANN},{BOB}",
+            "DETBOT_DATA_DIR": str(data_dir),
+            "DETBOT_PROGRESS_INTERVAL_S": "1",
+            "PYTHONPATH": str(ROOT),
+            **{key: str(value) for key, value in settings.items()},
+        }
         self.log = (data_dir.parent / "bot.log").open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=data_dir.parent, env=env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot"], cwd=data_dir.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -162,8 +170,12 @@ def test_training_progress_plot_and_archive(tg, bot, tmp_path):
     say(tg, ann, "/predict", "Send a photo")
     mark = tg.mark()
     ann.send_photo(_photo())
-    drawn = tg.wait_for(lambda m: m["kind"] == "photo" and m.get("caption") is not None and "AP" not in text_of(m),
-                        chat_id=ANN, since=mark, timeout=180)
+    drawn = tg.wait_for(
+        lambda m: m["kind"] == "photo" and m.get("caption") is not None and "AP" not in text_of(m),
+        chat_id=ANN,
+        since=mark,
+        timeout=180,
+    )
     assert drawn["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -206,24 +218,35 @@ def test_queue_ownership_and_restart_reattaches(tg, bot, tmp_path):
     assert "position 1 in the queue" in text_of(bob_status)
     refused = say(tg, bob, f"/status {ann_job}", "of yours")
     assert ann_job in text_of(refused) and "Ann" not in text_of(refused)
-    first = tg.wait_for(lambda m: m["message_id"] == ann_status["message_id"] and re.search(r"step \d+/500", text_of(m)),
-                        chat_id=ANN, timeout=180)
+    first = tg.wait_for(
+        lambda m: m["message_id"] == ann_status["message_id"] and re.search(r"step \d+/500", text_of(m)),
+        chat_id=ANN,
+        timeout=180,
+    )
     step_before = int(re.search(r"step (\d+)/500", text_of(first)).group(1))
     bot.kill()
-    trainer_pid = int((tmp_path / "data").joinpath(*_job_dir(tmp_path, ann_job)).joinpath("train.pid").read_text().split()[0])
+    trainer_pid = int(
+        (tmp_path / "data").joinpath(*_job_dir(tmp_path, ann_job)).joinpath("train.pid").read_text().split()[0]
+    )
     os.kill(trainer_pid, 0)  # the trainer outlived the bot
     again = BotProcess(tg, tmp_path / "data")
     try:
-        later = tg.wait_for(lambda m: m["message_id"] == ann_status["message_id"]
-                            and int(re.search(r"step (\d+)/500", text_of(m)).group(1)) > step_before,
-                            chat_id=ANN, timeout=120)
+        later = tg.wait_for(
+            lambda m: (
+                m["message_id"] == ann_status["message_id"]
+                and int(re.search(r"step (\d+)/500", text_of(m)).group(1)) > step_before
+            ),
+            chat_id=ANN,
+            timeout=120,
+        )
         assert "running" in text_of(later)
         confirm = say(tg, ann, "/stop", "Stop job")
         mark = tg.mark()
         ann.press(confirm, f"stop:{ann_job}")
         tg.wait_for(lambda m: "stopped" in text_of(m) and ann_job in text_of(m), chat_id=ANN, since=mark, timeout=120)
-        tg.wait_for(lambda m: m["message_id"] == bob_status["message_id"] and "running" in text_of(m),
-                    chat_id=BOB, timeout=120)
+        tg.wait_for(
+            lambda m: m["message_id"] == bob_status["message_id"] and "running" in text_of(m), chat_id=BOB, timeout=120
+        )
     finally:
         again.stop()
 
@@ -250,7 +273,6 @@ def test_dead_trainer_is_marked_interrupted_and_resumes(tg, bot, tmp_path):
     import re
 
     from pipeline.train.job_folder import JobPaths
-
     from pipeline.train.job_process import running_pid
     from storage import open_store
 
@@ -269,8 +291,12 @@ def test_dead_trainer_is_marked_interrupted_and_resumes(tg, bot, tmp_path):
     assert f"/resume {job}" in text_of(notice)
     mark = tg.mark()
     ann.send_text(f"/resume {job}")
-    resumed = tg.wait_for(lambda m: re.search(r"step \d+/500", text_of(m)) and "running" in text_of(m),
-                          chat_id=ANN, since=mark, timeout=180)
+    resumed = tg.wait_for(
+        lambda m: re.search(r"step \d+/500", text_of(m)) and "running" in text_of(m),
+        chat_id=ANN,
+        since=mark,
+        timeout=180,
+    )
     assert job in text_of(resumed)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # the trainer itself confirms it resumed from its checkpoint

@@ -3,6 +3,7 @@ never stalls anyone else, and a dataset a job trains on cannot be re-split or re
 
 No training runs: each job is a store row whose events.jsonl the test writes by hand and whose
 trainer is a sleeping process of the test (what `pipeline.train.job_process.running_pid` checks)."""
+
 from __future__ import annotations
 
 import re
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.train.events import EventLog
-from pipeline.train.job_process import process_start
 from pipeline.data.steps import prepare
 from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.train.events import EventLog
+from pipeline.train.job_process import process_start
 from storage import open_store
 from tests.test_bot_e2e import ANN, BOB, BotProcess, say, text_of
 
@@ -27,6 +28,7 @@ def sleepers():
     def start() -> int:
         started.append(subprocess.Popen(["sleep", "300"]))
         return started[-1].pid
+
     yield start
     for process in started:
         process.kill()
@@ -75,6 +77,7 @@ def start_bot(tg, world):
         bots.append(BotProcess(tg, world.data, **settings))
         tg.wait_until_polling()
         return bots[-1]
+
     yield start
     for bot in bots:
         bot.stop()
@@ -85,8 +88,12 @@ def progress(log: EventLog, step: int) -> None:
 
 
 def status_shows(tg, chat_id: int, job_id: str, step: int, since: int = 0, timeout: float = 20.0) -> dict:
-    return tg.wait_for(lambda m: text_of(m).startswith(f"Job {job_id}") and f"step {step}/100" in text_of(m),
-                       chat_id=chat_id, since=since, timeout=timeout)
+    return tg.wait_for(
+        lambda m: text_of(m).startswith(f"Job {job_id}") and f"step {step}/100" in text_of(m),
+        chat_id=chat_id,
+        since=since,
+        timeout=timeout,
+    )
 
 
 def test_a_corrupt_events_line_stalls_neither_other_jobs_nor_the_queue(tg, world, sleepers, start_bot):
@@ -105,8 +112,7 @@ def test_a_corrupt_events_line_stalls_neither_other_jobs_nor_the_queue(tg, world
     mark = tg.mark()
     progress(bob_log, 9)
     status_shows(tg, BOB, bob_job, 9, since=mark)
-    notice = tg.wait_for(lambda m: queued in text_of(m) and "could not start" in text_of(m), chat_id=BOB,
-                         timeout=20)
+    notice = tg.wait_for(lambda m: queued in text_of(m) and "could not start" in text_of(m), chat_id=BOB, timeout=20)
     assert "no train/val records" in text_of(notice)  # the reason, not just "failed"
     assert "no train/val records" in world.store.job_by_id(queued).error
     mark = tg.mark()

@@ -4,6 +4,7 @@ No trainer option and no config key outside the allowlist gets past /train, nor 
 that is not finite, positive and within DETBOT_MAX_STEPS; allowed settings reach the trainer only
 as the bot writes them; a launch that fails says why and frees its place at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,9 +62,11 @@ def test_injection_attempts_are_refused_and_no_job_or_trainer_comes_of_them(tg, 
         assert f"'{word.partition('=')[0]}' cannot be set from the chat" in text and "batch:" in text, word
     for words in ("1e15 steps", "steps=1e15", "inf", "nan", "-1", "1e15", f"{MAX_STEPS + 1} steps"):
         assert re.search(r"refused: (steps|epochs) must be", reply(tg, ann, f"/train {words}")), words
-    for words, refusal in (("lr=1e9", "lr (learning rate) must be a number from 1e-06 to 10"),
-                           ("batch=0", "batch (images per training step) must be a whole number from 1 to 256"),
-                           ("hflip=/etc/passwd", "true or false")):
+    for words, refusal in (
+        ("lr=1e9", "lr (learning rate) must be a number from 1e-06 to 10"),
+        ("batch=0", "batch (images per training step) must be a whole number from 1 to 256"),
+        ("hflip=/etc/passwd", "true or false"),
+    ):
         assert refusal in reply(tg, ann, f"/train 1 steps {words}"), words
     # Epochs are planned into steps first (an epoch is at least one step), then held to the ceiling.
     assert re.search(rf"makes \d+ training steps; this bot allows at most {MAX_STEPS}\.", reply(tg, ann, "/train 5000"))
@@ -75,8 +78,9 @@ def test_injection_attempts_are_refused_and_no_job_or_trainer_comes_of_them(tg, 
 def test_allowed_settings_reach_the_trainer_only_as_the_bot_writes_them(tg, bot, tmp_path):
     ann = tg.user(ANN, "Ann")
     upload(tg, ann, tmp_path)
-    card = say(tg, ann, "/train 5 steps lr=0.02 batch=4 eval_every=20 early_stop=2 hflip=false scale_max=1.5",
-               "Ready to train")
+    card = say(
+        tg, ann, "/train 5 steps lr=0.02 batch=4 eval_every=20 early_stop=2 hflip=false scale_max=1.5", "Ready to train"
+    )
     assert "batch size 4, 5 steps" in text_of(card) and "lr=0.02" in text_of(card)
     mark = press_start(tg, ann, card)
     tg.wait_for(lambda m: "running" in text_of(m), chat_id=ANN, since=mark, timeout=90)
@@ -85,9 +89,12 @@ def test_allowed_settings_reach_the_trainer_only_as_the_bot_writes_them(tg, bot,
     request = meta["request"]
     assert (request["steps"], request["batch_size"], request["early_stop_evals"]) == (5, 4, 2)
     assert request["pretrained_url"] is None and request.get("url_policy", "public") == "public"
-    assert request["overrides"] == [f"{LR_KEY}=0.02", "trainer.validation_interval=20",
-                                    "task.train_data.parser.aug_rand_hflip=false",
-                                    "task.train_data.parser.aug_scale_max=1.5"]
+    assert request["overrides"] == [
+        f"{LR_KEY}=0.02",
+        "trainer.validation_interval=20",
+        "task.train_data.parser.aug_rand_hflip=false",
+        "task.train_data.parser.aug_scale_max=1.5",
+    ]
     params = yaml.safe_load((job.job_dir / "params.yaml").read_text())
     assert params["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["initial_learning_rate"] == 0.02
     assert params["task"]["train_data"]["parser"]["aug_rand_hflip"] is False

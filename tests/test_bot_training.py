@@ -1,4 +1,5 @@
 """What the bot's training service tells a user about a job that failed: the cause, and /resume only when it can work."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,15 @@ def failed_job(svc, dataset, tmp_path, **failure):
 
 def test_a_job_that_could_not_start_says_why_and_offers_no_resume(service, tmp_path):
     svc, dataset = service
-    job = failed_job(svc, dataset, tmp_path, stage="start", cause="config", resumable=False,
-                     message="Model Garden could not build this job's model (ValueError: bad dtype).")
+    job = failed_job(
+        svc,
+        dataset,
+        tmp_path,
+        stage="start",
+        cause="config",
+        resumable=False,
+        message="Model Garden could not build this job's model (ValueError: bad dtype).",
+    )
     (outgoing,) = [o for o in svc.poll(job) if o.kind == "text"]
     assert "could not start" in outgoing.text and "bad dtype" in outgoing.text
     assert "/resume" not in outgoing.text and "/train" in outgoing.text
@@ -46,8 +54,16 @@ def test_a_job_that_could_not_start_says_why_and_offers_no_resume(service, tmp_p
 
 def test_a_failure_after_a_checkpoint_offers_resume(service, tmp_path):
     svc, dataset = service
-    job = failed_job(svc, dataset, tmp_path, step=40, stage="training", cause="internal", resumable=True,
-                     message="Training stopped at step 40 on an unexpected error (OSError: disk full).")
+    job = failed_job(
+        svc,
+        dataset,
+        tmp_path,
+        step=40,
+        stage="training",
+        cause="internal",
+        resumable=True,
+        message="Training stopped at step 40 on an unexpected error (OSError: disk full).",
+    )
     (outgoing,) = [o for o in svc.poll(job) if o.kind == "text"]
     assert "step 40" in outgoing.text and f"/resume {job.id}" in outgoing.text
 

@@ -3,6 +3,7 @@
 URLs that must never be fetched, concurrent uploads against the quota, a check worker
 killed mid-check, and a bot killed mid-check (the row, the worker, the user's chat).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -84,9 +85,14 @@ def _closed_port() -> int:
 def test_refused_urls_are_never_requested_and_all_get_the_same_reply(tg, bot, data_dir, listeners):
     v4, v6 = listeners
     port6 = v6.server_port if v6 else _closed_port()
-    urls = [f"http://127.0.0.1:{v4.server_port}/data.zip", f"http://[::1]:{port6}/data.zip",
-            f"http://127.0.0.1:{v4.server_port}/redirect", f"http://localhost:{v4.server_port}/data.zip",
-            f"http://127.0.0.1:{_closed_port()}/data.zip", "http://no-such-host.invalid/data.zip"]
+    urls = [
+        f"http://127.0.0.1:{v4.server_port}/data.zip",
+        f"http://[::1]:{port6}/data.zip",
+        f"http://127.0.0.1:{v4.server_port}/redirect",
+        f"http://localhost:{v4.server_port}/data.zip",
+        f"http://127.0.0.1:{_closed_port()}/data.zip",
+        "http://no-such-host.invalid/data.zip",
+    ]
     ann = tg.user(ANN, "Ann")
     replies = {text_of(say(tg, ann, f"/dataset {url}", "could not download")) for url in urls}
     assert replies == {texts.URL_REFUSED}  # a closed port and a refused address look the same
@@ -239,9 +245,21 @@ def test_datasets_and_job_files_are_chosen_and_deleted_with_confirmation(tg, bot
         (job_dir / "ckpt").mkdir(parents=True)
         (job_dir / "ckpt" / "ckpt-5.data").write_bytes(bytes(3 * 2**20))
         # Inserted as finished in one step: a queued row would be picked up and trained by the bot.
-        store.db["jobs"].insert({"id": "oldjob01", "user_id": ANN, "chat_id": ANN, "dataset_id": first,
-                                 "job_dir": str(job_dir), "model": "m", "request": "{}", "status": "finished",
-                                 "events_offset": 0, "created": time.time(), "updated": time.time()})
+        store.db["jobs"].insert(
+            {
+                "id": "oldjob01",
+                "user_id": ANN,
+                "chat_id": ANN,
+                "dataset_id": first,
+                "job_dir": str(job_dir),
+                "model": "m",
+                "request": "{}",
+                "status": "finished",
+                "events_offset": 0,
+                "created": time.time(),
+                "updated": time.time(),
+            }
+        )
     listing = say(tg, ann, "/jobs", "oldjob01")
     assert "jobs 3.0 MB" in text_of(listing)
     confirm = _press(tg, ann, listing, "jobdel:ask:oldjob01", "Delete the files of job oldjob01 (3.0 MB")

@@ -1,5 +1,6 @@
 """Training requests from a chat are data: the allowlist of settings, the /train parser, the trainer
 argv the bot builds, the CLI's "--", the step ceiling, the job cap on /resume, and launch failures."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,12 +10,19 @@ import math
 import pytest
 import yaml
 
-from bot.config import DEFAULT_MAX_STEPS, ConfigError, load_settings
 from bot.cli_runner import run_cli
+from bot.config import DEFAULT_MAX_STEPS, ConfigError, load_settings
 from bot.training import TrainingError, TrainingService, _request_json, _train_args, parse_train_args
-from pipeline.train.chat_overrides import (EPOCHS, OPTIONS, ChatOptionError, literal, parse_chat_settings, parse_value,
-                                     steps_option)
 from pipeline.cli.main import main
+from pipeline.train.chat_overrides import (
+    EPOCHS,
+    OPTIONS,
+    ChatOptionError,
+    literal,
+    parse_chat_settings,
+    parse_value,
+    steps_option,
+)
 from tests.builders import store_with_dataset
 
 USER = 42
@@ -22,21 +30,47 @@ SETTINGS = {"TELEGRAM_BOT_TOKEN": "123:abc", "ALLOWED_USER_IDS": str(USER)}
 MODEL = "mobilenetv2-fpn"
 # Every option of `python -m pipeline train`, and config keys that name a path, a URL, a data set,
 # a device or a size the bot must decide: none may be set from a chat.
-TRAINER_OPTIONS = ("--job-dir=/tmp/elsewhere", "--pretrained-url=file:///data/other/ckpt", "--weights-cache=/etc",
-                   "--model=resnet50-fpn", "--show-config", "--detach", "--batch-size=512", "--steps=5",
-                   "--epochs=1", "--no-pretrained", "--early-stop=1", "--max-recoveries=99",
-                   "--recovery-lr-factor=5", "--assume-hardware=gpus=8", "--url-policy=any", "--json", "-v", "--",
-                   "\u2014job-dir=/tmp/x")
-FORBIDDEN_KEYS = ("task.init_checkpoint=/data/1002/ws/jobs/x/best/ckpt", "task.init_checkpoint_modules=all",
-                  "task.train_data.input_path=/data/1002/ws/data/train-*", "task.validation_data.input_path=/x/*",
-                  "task.annotation_file=/opt/detbot/.env", "task.train_data.tfds_name=coco/2017",
-                  "task.train_data.tfds_data_dir=/x", "task.validation_data.tfds_name=coco/2017",
-                  "runtime.tpu=grpc://10.0.0.1:8470", "runtime.distribution_strategy=tpu",
-                  "task.model.num_classes=1000000", "trainer.train_steps=1000000000",
-                  "task.train_data.global_batch_size=4096", "task.export_config.output_normalized_coordinates=false")
+TRAINER_OPTIONS = (
+    "--job-dir=/tmp/elsewhere",
+    "--pretrained-url=file:///data/other/ckpt",
+    "--weights-cache=/etc",
+    "--model=resnet50-fpn",
+    "--show-config",
+    "--detach",
+    "--batch-size=512",
+    "--steps=5",
+    "--epochs=1",
+    "--no-pretrained",
+    "--early-stop=1",
+    "--max-recoveries=99",
+    "--recovery-lr-factor=5",
+    "--assume-hardware=gpus=8",
+    "--url-policy=any",
+    "--json",
+    "-v",
+    "--",
+    "\u2014job-dir=/tmp/x",
+)
+FORBIDDEN_KEYS = (
+    "task.init_checkpoint=/data/1002/ws/jobs/x/best/ckpt",
+    "task.init_checkpoint_modules=all",
+    "task.train_data.input_path=/data/1002/ws/data/train-*",
+    "task.validation_data.input_path=/x/*",
+    "task.annotation_file=/opt/detbot/.env",
+    "task.train_data.tfds_name=coco/2017",
+    "task.train_data.tfds_data_dir=/x",
+    "task.validation_data.tfds_name=coco/2017",
+    "runtime.tpu=grpc://10.0.0.1:8470",
+    "runtime.distribution_strategy=tpu",
+    "task.model.num_classes=1000000",
+    "trainer.train_steps=1000000000",
+    "task.train_data.global_batch_size=4096",
+    "task.export_config.output_normalized_coordinates=false",
+)
 
 
 # --- the allowlist -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("option", [o for o in OPTIONS if o.kind is not bool], ids=lambda o: o.name)
 def test_each_number_setting_takes_its_range_and_nothing_beyond(option):
@@ -68,14 +102,34 @@ def test_no_trainer_option_and_no_other_config_key_is_a_setting(word):
 
 
 def test_settings_map_to_their_keys_and_options_and_come_back_canonical():
-    chosen = parse_chat_settings(["LR=1e-5", "batch=16", "eval_every=200", "early_stop=3", "hflip=no",
-                                  "task.train_data.parser.aug_scale_max=1.5", "trainer.steps_per_loop=5"])
+    chosen = parse_chat_settings(
+        [
+            "LR=1e-5",
+            "batch=16",
+            "eval_every=200",
+            "early_stop=3",
+            "hflip=no",
+            "task.train_data.parser.aug_scale_max=1.5",
+            "trainer.steps_per_loop=5",
+        ]
+    )
     assert chosen.trainer_options() == ["--batch-size", "16", "--early-stop", "3"]
-    assert chosen.overrides() == ["trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1.0e-05",
-                                  "trainer.validation_interval=200", "task.train_data.parser.aug_rand_hflip=false",
-                                  "task.train_data.parser.aug_scale_max=1.5", "trainer.steps_per_loop=5"]
-    assert chosen.words() == ("lr=1.0e-05", "batch=16", "eval_every=200", "early_stop=3", "hflip=false",
-                              "scale_max=1.5", "report_every=5")
+    assert chosen.overrides() == [
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1.0e-05",
+        "trainer.validation_interval=200",
+        "task.train_data.parser.aug_rand_hflip=false",
+        "task.train_data.parser.aug_scale_max=1.5",
+        "trainer.steps_per_loop=5",
+    ]
+    assert chosen.words() == (
+        "lr=1.0e-05",
+        "batch=16",
+        "eval_every=200",
+        "early_stop=3",
+        "hflip=false",
+        "scale_max=1.5",
+        "report_every=5",
+    )
     assert parse_chat_settings(chosen.words()) == chosen
     with pytest.raises(ChatOptionError, match="twice"):
         parse_chat_settings(["lr=0.1", "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.2"])
@@ -91,13 +145,26 @@ def test_every_setting_is_a_real_model_garden_key_at_both_ends_of_its_range(shap
     for bound in ("low", "high"):
         words = [f"{o.name}={getattr(o, bound) if o.kind is not bool else bound == 'high'}" for o in OPTIONS]
         chosen = parse_chat_settings(words)
-        code = main(["train", str(shapes_workspace), "--model", MODEL, "--steps", "10", *chosen.trainer_options(),
-                     "--show-config", "--json", "--", *chosen.overrides()])
+        code = main(
+            [
+                "train",
+                str(shapes_workspace),
+                "--model",
+                MODEL,
+                "--steps",
+                "10",
+                *chosen.trainer_options(),
+                "--show-config",
+                "--json",
+                "--",
+                *chosen.overrides(),
+            ]
+        )
         config = json.loads(capsys.readouterr().out)["config"]
         assert code == 0
         for option, value in chosen.values:
             node = config
-            for part in (option.target.split(".") if not option.is_option else ()):
+            for part in option.target.split(".") if not option.is_option else ():
                 node = node[part]
             if not option.is_option:
                 assert node == (pytest.approx(value) if option.kind is float else value), option.name
@@ -107,20 +174,48 @@ def test_every_setting_is_a_real_model_garden_key_at_both_ends_of_its_range(shap
 
 # --- the CLI: everything after "--" is an override ---------------------------------------------
 
+
 def test_after_double_dash_an_option_is_an_override_and_is_refused(shapes_workspace, tmp_path, capsys):
-    code = main(["train", str(shapes_workspace), "--model", MODEL, "--steps", "10", "--show-config", "--json",
-                 "--", f"--job-dir={tmp_path / 'elsewhere'}"])
+    code = main(
+        [
+            "train",
+            str(shapes_workspace),
+            "--model",
+            MODEL,
+            "--steps",
+            "10",
+            "--show-config",
+            "--json",
+            "--",
+            f"--job-dir={tmp_path / 'elsewhere'}",
+        ]
+    )
     error = json.loads(capsys.readouterr().out)["error"]
     assert code == 1 and error["kind"] == "usage_error" and "'--job-dir" in error["message"]
     assert not (tmp_path / "elsewhere").exists()
 
 
 def test_overrides_after_options_and_after_double_dash_both_count(shapes_workspace, capsys):
-    code = main(["train", str(shapes_workspace), "trainer.validation_interval=40", "--model", MODEL,
-                 "--show-config", "--json", "trainer.steps_per_loop=3", "--", "trainer.checkpoint_interval=9"])
+    code = main(
+        [
+            "train",
+            str(shapes_workspace),
+            "trainer.validation_interval=40",
+            "--model",
+            MODEL,
+            "--show-config",
+            "--json",
+            "trainer.steps_per_loop=3",
+            "--",
+            "trainer.checkpoint_interval=9",
+        ]
+    )
     trainer = json.loads(capsys.readouterr().out)["config"]["trainer"]
-    assert code == 0 and (trainer["validation_interval"], trainer["steps_per_loop"], trainer["checkpoint_interval"]) \
-        == (40, 3, 9)
+    assert code == 0 and (
+        trainer["validation_interval"],
+        trainer["steps_per_loop"],
+        trainer["checkpoint_interval"],
+    ) == (40, 3, 9)
 
 
 def test_a_command_without_overrides_refuses_words_after_double_dash(shapes_workspace, capsys):
@@ -131,8 +226,23 @@ def test_a_command_without_overrides_refuses_words_after_double_dash(shapes_work
 
 # --- the bot: /train words, the trainer argv, the ceiling -----------------------------------------
 
-@pytest.mark.parametrize("words", [["1e15", "steps"], ["steps=1e15"], ["inf"], ["nan"], ["-1"], ["0"], ["1e15"],
-                                   ["-inf", "steps"], ["2.5", "steps"], ["101", "steps"], ["steps=abc"]])
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["1e15", "steps"],
+        ["steps=1e15"],
+        ["inf"],
+        ["nan"],
+        ["-1"],
+        ["0"],
+        ["1e15"],
+        ["-inf", "steps"],
+        ["2.5", "steps"],
+        ["101", "steps"],
+        ["steps=abc"],
+    ],
+)
 def test_lengths_must_be_finite_positive_and_within_the_ceiling(words):
     with pytest.raises(TrainingError, match="refused: (steps|epochs) must be"):
         parse_train_args(words, MODEL, max_steps=100)
@@ -143,21 +253,38 @@ def test_train_refuses_every_option_and_key_and_lists_what_is_allowed(word):
     with pytest.raises(TrainingError) as caught:
         parse_train_args(["1", "steps", word], MODEL, max_steps=DEFAULT_MAX_STEPS)
     text = str(caught.value)
-    assert ("option of the trainer" in text or "cannot be set from the chat" in text)
+    assert "option of the trainer" in text or "cannot be set from the chat" in text
     assert all(f"  {option.name}:" in text for option in OPTIONS)
 
 
 def test_the_trainer_argv_is_built_from_checked_values_only(tmp_path):
-    request = parse_train_args(["500", "steps", "lr=0.02", "batch=16", "early_stop=2", "eval_every=200"], MODEL,
-                               max_steps=1000)
+    request = parse_train_args(
+        ["500", "steps", "lr=0.02", "batch=16", "early_stop=2", "eval_every=200"], MODEL, max_steps=1000
+    )
     assert (request.steps, request.batch_size, request.early_stop_evals) == (500, 16, 2)
     job = _Job(_request_json(request), tmp_path / "job")
     argv = _train_args(job, load_settings(SETTINGS, env_file=None))
     cut = argv.index("--")
-    assert argv[:cut] == ["--model", MODEL, "--job-dir", str(tmp_path / "job"), "--url-policy", "public",
-                          "--steps", "500", "--batch-size", "16", "--early-stop", "2", "--detach", "--json"]
-    assert argv[cut + 1:] == ["trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.02",
-                              "trainer.validation_interval=200"]
+    assert argv[:cut] == [
+        "--model",
+        MODEL,
+        "--job-dir",
+        str(tmp_path / "job"),
+        "--url-policy",
+        "public",
+        "--steps",
+        "500",
+        "--batch-size",
+        "16",
+        "--early-stop",
+        "2",
+        "--detach",
+        "--json",
+    ]
+    assert argv[cut + 1 :] == [
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.02",
+        "trainer.validation_interval=200",
+    ]
     private = load_settings(SETTINGS | {"DETBOT_ALLOW_PRIVATE_URLS": "true"}, env_file=None)
     assert _train_args(job, private)[5] == "private"
 
@@ -165,8 +292,12 @@ def test_the_trainer_argv_is_built_from_checked_values_only(tmp_path):
 def test_a_stored_request_is_checked_again_before_it_reaches_the_trainer(tmp_path):
     """A job queued before the allowlist existed (or a tampered row) never launches as it was stored."""
     settings = load_settings(SETTINGS, env_file=None)
-    for request in ({"steps": 5, "overrides": ["--job-dir=/tmp/x"]}, {"steps": 10**15},
-                    {"epochs": math.inf}, {"steps": 5, "overrides": ["task.init_checkpoint=/x"]}):
+    for request in (
+        {"steps": 5, "overrides": ["--job-dir=/tmp/x"]},
+        {"steps": 10**15},
+        {"epochs": math.inf},
+        {"steps": 5, "overrides": ["task.init_checkpoint=/x"]},
+    ):
         with pytest.raises(TrainingError):
             _train_args(_Job(request, tmp_path / "job"), settings)
 
@@ -188,6 +319,7 @@ class _Job:
 
 
 # --- the job cap on /resume, and a launch that fails --------------------------------------------
+
 
 @pytest.fixture
 def store(tmp_path):
@@ -211,8 +343,7 @@ def test_resume_counts_against_the_job_cap(store, tmp_path):
 def test_a_launch_the_cli_refuses_is_an_error_with_its_reason_and_keeps_its_stderr(tmp_path):
     """The real CLI exits on an option it does not know (argparse, exit 2, nothing on stdout)."""
     job_dir = tmp_path / "ws" / "jobs" / "j"
-    out = asyncio.run(run_cli(["train", str(tmp_path / "ws"), "--job-dir", str(job_dir), "--no-such-option",
-                                "--json"]))
+    out = asyncio.run(run_cli(["train", str(tmp_path / "ws"), "--job-dir", str(job_dir), "--no-such-option", "--json"]))
     message = out["error"]["message"]
     assert "exit code 2" in message and "unrecognized arguments: --no-such-option" in message
     log = (job_dir / "launch.log").read_text()

@@ -4,6 +4,7 @@ There is no GPU here: a fake ``nvidia-smi`` first on PATH answers for four GPUs 
 different sizes, and the bot's trainer launches are recorded through its ``run_cli`` seam
 instead of being started. The store is real SQLite.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,10 +23,12 @@ from tests.builders import store_with_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 # index, uuid, memory.total (MiB), compute_cap: in nvidia-smi's (PCI bus) order
-GPUS = [("0", "GPU-aaaa1111-0000-0000-0000-000000000000", "16384", "7.0"),
-        ("1", "GPU-bbbb2222-0000-0000-0000-000000000000", "24576", "8.6"),
-        ("2", "GPU-bbbb3333-0000-0000-0000-000000000000", "40960", "8.0"),
-        ("3", "GPU-cccc4444-0000-0000-0000-000000000000", "81920", "9.0")]
+GPUS = [
+    ("0", "GPU-aaaa1111-0000-0000-0000-000000000000", "16384", "7.0"),
+    ("1", "GPU-bbbb2222-0000-0000-0000-000000000000", "24576", "8.6"),
+    ("2", "GPU-bbbb3333-0000-0000-0000-000000000000", "40960", "8.0"),
+    ("3", "GPU-cccc4444-0000-0000-0000-000000000000", "81920", "9.0"),
+]
 FAKE_SMI = """#!{python}
 import sys
 gpus = {gpus!r}
@@ -54,20 +57,24 @@ def smi(tmp_path, monkeypatch):
 
 # --- detection ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("visible, ids", [
-    (None, ("0", "1", "2", "3")),
-    ("2,3", ("2", "3")),
-    ("3, 1", ("3", "1")),  # CUDA's order is the list's; spaces are tolerated
-    ("GPU-cccc4444-0000-0000-0000-000000000000,0", ("3", "0")),
-    ("GPU-aaaa,GPU-cc", ("0", "3")),  # the start of a UUID is enough...
-    ("GPU-bbbb,0", ()),  # ...when it names one GPU only: an ambiguous one is invalid
-    ("", ()),
-    ("-1", ()),
-    ("-1,0", ()),
-    ("1,7,2", ("1",)),  # the list ends at the first entry that names no GPU
-    ("1,x,2", ("1",)),
-    ("1,1,2", ("1",)),  # a repeat ends it too: nobody gets a GPU twice
-])
+
+@pytest.mark.parametrize(
+    "visible, ids",
+    [
+        (None, ("0", "1", "2", "3")),
+        ("2,3", ("2", "3")),
+        ("3, 1", ("3", "1")),  # CUDA's order is the list's; spaces are tolerated
+        ("GPU-cccc4444-0000-0000-0000-000000000000,0", ("3", "0")),
+        ("GPU-aaaa,GPU-cc", ("0", "3")),  # the start of a UUID is enough...
+        ("GPU-bbbb,0", ()),  # ...when it names one GPU only: an ambiguous one is invalid
+        ("", ()),
+        ("-1", ()),
+        ("-1,0", ()),
+        ("1,7,2", ("1",)),  # the list ends at the first entry that names no GPU
+        ("1,x,2", ("1",)),
+        ("1,1,2", ("1",)),  # a repeat ends it too: nobody gets a GPU twice
+    ],
+)
 def test_detection_honours_cuda_visible_devices(smi, visible, ids):
     assert visible_gpu_ids(visible) == ids
     hardware = detect_hardware(visible)
@@ -88,6 +95,7 @@ def test_no_nvidia_smi_is_a_cpu_host(tmp_path, monkeypatch):
 
 # --- settings ----------------------------------------------------------------------------------
 
+
 def test_gpu_settings_defaults_and_validation():
     plain = load_settings(GOOD, env_file=None)
     assert plain.gpus_per_job is None and plain.visible_devices is None
@@ -101,6 +109,7 @@ def test_gpu_settings_defaults_and_validation():
 
 
 # --- the bot hands GPUs out --------------------------------------------------------------------
+
 
 class Recorder:
     """Stands in for ``_run_cli``: records each pipeline command and the environment it would get."""
@@ -124,8 +133,9 @@ def service(tmp_path, **env):
 
 
 def queue(svc, dataset, count):
-    return [svc.store.add_job(USER, USER, dataset.id, f"/jobs/{n}", "mobilenetv2-fpn", {"steps": 5})
-            for n in range(count)]
+    return [
+        svc.store.add_job(USER, USER, dataset.id, f"/jobs/{n}", "mobilenetv2-fpn", {"steps": 5}) for n in range(count)
+    ]
 
 
 def test_concurrent_jobs_get_disjoint_gpus_and_a_third_waits_for_free_ones(smi, tmp_path):
@@ -181,9 +191,21 @@ def test_an_older_database_gains_the_gpus_column(tmp_path):
     with open_store(path, migrations=MIGRATIONS[:1]) as old:
         old.ensure_user(USER, "alice")
         dataset = old.add_dataset(USER, "shapes.zip", str(tmp_path / "ws"), 1000)
-        old.db["jobs"].insert({"id": "j1", "user_id": USER, "chat_id": USER, "dataset_id": dataset.id,
-                               "job_dir": "/jobs/1", "model": "m", "request": "{}", "status": "running",
-                               "events_offset": 0, "created": 1.0, "updated": 1.0})
+        old.db["jobs"].insert(
+            {
+                "id": "j1",
+                "user_id": USER,
+                "chat_id": USER,
+                "dataset_id": dataset.id,
+                "job_dir": "/jobs/1",
+                "model": "m",
+                "request": "{}",
+                "status": "running",
+                "events_offset": 0,
+                "created": 1.0,
+                "updated": 1.0,
+            }
+        )
     with open_store(path) as store:
         assert store.job_by_id("j1").gpus is None
         assert store.update_job("j1", gpus=("2", "0")).gpus == ("2", "0")
@@ -225,14 +247,17 @@ def test_export_and_predict_use_a_free_gpu_of_their_job_else_the_cpu(smi, tmp_pa
 
 # --- TensorFlow's set-up -----------------------------------------------------------------------
 
+
 def test_configure_tensorflow_in_a_real_tensorflow_process():
-    code = ("import logging, tensorflow as tf\n"
-            "from pipeline.train.devices import configure_tensorflow\n"
-            "logging.basicConfig(level=logging.INFO)\n"
-            "print(configure_tensorflow(tf))\n"
-            "print(float(tf.constant(1.0) + 1))\n"  # initialised now: calling again must not raise
-            "print(configure_tensorflow(tf))\n"
-            "print(configure_tensorflow(tf, use_gpu=False))\n")
+    code = (
+        "import logging, tensorflow as tf\n"
+        "from pipeline.train.devices import configure_tensorflow\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "print(configure_tensorflow(tf))\n"
+        "print(float(tf.constant(1.0) + 1))\n"  # initialised now: calling again must not raise
+        "print(configure_tensorflow(tf))\n"
+        "print(configure_tensorflow(tf, use_gpu=False))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["the", "CPU", "2.0", "the", "CPU", "the", "CPU"]

@@ -1,4 +1,5 @@
 """Export and predict on a real (short) training job: archive, checks, TFLite, pixels, EXIF."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.data import steps
 from pipeline.cli.main import main
-from pipeline.errors import ExportError, UsageError
-from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
-from pipeline.export.archive import TOLERANCE, check_agreement, choose_checkpoint, export_job
-from pipeline.train.job_folder import JobPaths
-from pipeline.export.predict import extract, predict
+from pipeline.data import steps
 from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.errors import ExportError, UsageError
+from pipeline.export.archive import TOLERANCE, check_agreement, choose_checkpoint, export_job
+from pipeline.export.predict import extract, predict
+from pipeline.train.job_folder import JobPaths
+from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NAMES = {1: "circle", 2: "square", 3: "triangle"}
@@ -29,12 +30,22 @@ NAMES = {1: "circle", 2: "square", 3: "triangle"}
 TRAIN = ["--model", "mobilenetv2-fpn", "--steps", "200", "--batch-size", "4", "--no-pretrained"]
 # The warm-up this test was tuned with (5%); the planner's 10% leaves the model at AP50 ~0.5 here, where
 # TFLite's and the SavedModel's NMS can part by more than the export's tolerance on a borderline box.
-OVERRIDES = ["trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.06",
-             "trainer.optimizer_config.warmup.linear.warmup_steps=10",
-             "trainer.validation_interval=1000", "trainer.checkpoint_interval=1000"]
+OVERRIDES = [
+    "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.06",
+    "trainer.optimizer_config.warmup.linear.warmup_steps=10",
+    "trainer.validation_interval=1000",
+    "trainer.checkpoint_interval=1000",
+]
 CIRCLE = (250, 70, 370, 190)  # in a 480 x 300 image: wider than the square model input
-EXPECTED_FILES = {"saved_model/saved_model.pb", "label_map.pbtxt", "params.yaml", "metrics.json",
-                  "confusion.png", "README.md", "model.tflite"}
+EXPECTED_FILES = {
+    "saved_model/saved_model.pb",
+    "label_map.pbtxt",
+    "params.yaml",
+    "metrics.json",
+    "confusion.png",
+    "README.md",
+    "model.tflite",
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +104,13 @@ def test_readme_snippet_runs_in_a_fresh_process(exported, tmp_path):
     assert len(snippet.strip().splitlines()) <= 10
     (tmp_path / "snippet.py").write_text(snippet)
     circle_image().save(tmp_path / "photo.jpg", quality=95)
-    result = subprocess.run([sys.executable, str(tmp_path / "snippet.py"), str(tmp_path / "photo.jpg")],
-                            cwd=folder, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "snippet.py"), str(tmp_path / "photo.jpg")],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     printed = [line.split(" ", 2) for line in result.stdout.strip().splitlines()]
     expected = predict(exported.archive, tmp_path / "photo.jpg")
@@ -107,8 +123,9 @@ def test_readme_snippet_runs_in_a_fresh_process(exported, tmp_path):
 def test_predict_gives_boxes_in_the_pixels_of_the_upright_image(exported, tmp_path, capsys):
     upright = circle_image()
     upright.save(tmp_path / "wide.jpg", quality=95)
-    code = main(["predict", str(exported.archive), str(tmp_path / "wide.jpg"), "--out", str(tmp_path / "wide.png"),
-                 "--json"])
+    code = main(
+        ["predict", str(exported.archive), str(tmp_path / "wide.jpg"), "--out", str(tmp_path / "wide.png"), "--json"]
+    )
     found = json.loads(capsys.readouterr().out)
     assert code == 0 and found
     for detection in found:
@@ -181,16 +198,20 @@ def test_job_without_checkpoints_says_train_first(trained, tmp_path, capsys):
 
 
 def test_coco_ap_and_confusion_matrix_on_hand_made_boxes():
-    truth = [ImageBoxes(boxes=((10, 10, 50, 50), (60, 60, 120, 100)), classes=(1, 2)),
-             ImageBoxes(boxes=((0, 0, 30, 40),), classes=(3,))]
+    truth = [
+        ImageBoxes(boxes=((10, 10, 50, 50), (60, 60, 120, 100)), classes=(1, 2)),
+        ImageBoxes(boxes=((0, 0, 30, 40),), classes=(3,)),
+    ]
     perfect = [replace(t, scores=(0.9,) * len(t.boxes)) for t in truth]
     ap = coco_ap(truth, perfect, NAMES)
     assert [ap["AP"], ap["AP50"], ap["AP75"], *ap["per_class_AP"].values()] == pytest.approx([1.0] * 6)
     matrix = confusion_matrix(truth, perfect, 4, class_names=NAMES)
     assert matrix.counts == ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 0))
 
-    swapped = [ImageBoxes(boxes=((11, 11, 50, 50), (60, 60, 120, 100)), classes=(2, 2), scores=(0.8, 0.9)),
-               ImageBoxes(boxes=((200, 200, 240, 240),), classes=(3,), scores=(0.7,))]
+    swapped = [
+        ImageBoxes(boxes=((11, 11, 50, 50), (60, 60, 120, 100)), classes=(2, 2), scores=(0.8, 0.9)),
+        ImageBoxes(boxes=((200, 200, 240, 240),), classes=(3,), scores=(0.7,)),
+    ]
     matrix = confusion_matrix(truth, swapped, 4, class_names=NAMES)
     assert matrix.rows == ("circle", "square", "triangle", "background")
     assert matrix.columns == ("circle", "square", "triangle", "missed")

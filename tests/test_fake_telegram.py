@@ -4,6 +4,7 @@ No detbot code here: a small PTB Application (long polling, like ``python -m bot
 runs in its own thread and event loop and is driven through the fake's
 test-side API.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -108,7 +109,7 @@ class RunningApp:
             self.errors.append(exc)
             self._ready.set()
 
-    def __enter__(self) -> "RunningApp":
+    def __enter__(self) -> RunningApp:
         self._thread.start()
         assert self._ready.wait(15), "application did not start"
         assert not self.errors, self.errors
@@ -122,16 +123,18 @@ class RunningApp:
 
 
 def build_app(server: FakeTelegram) -> Application:
-    app = (Application.builder().token(TOKEN).base_url(server.base_url)
-           .base_file_url(server.base_file_url).build())
+    app = Application.builder().token(TOKEN).base_url(server.base_url).base_file_url(server.base_file_url).build()
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        keyboard = InlineKeyboardMarkup([[
-            InlineKeyboardButton("Train", callback_data="train:20"),
-            InlineKeyboardButton("Docs", url="https://example.org/docs"),
-        ]])
-        await update.message.reply_text(f"Hello, {update.effective_user.first_name}!",
-                                        reply_markup=keyboard)
+        keyboard = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("Train", callback_data="train:20"),
+                    InlineKeyboardButton("Docs", url="https://example.org/docs"),
+                ]
+            ]
+        )
+        await update.message.reply_text(f"Hello, {update.effective_user.first_name}!", reply_markup=keyboard)
 
     async def on_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         doc = update.message.document
@@ -143,15 +146,15 @@ def build_app(server: FakeTelegram) -> Application:
         except BadRequest as exc:
             await update.message.reply_text(f"error: {exc.message}")
             return
-        await update.message.reply_text(f"got {len(data)} bytes of {doc.file_name} ({doc.mime_type})",
-                                        do_quote=True)
+        await update.message.reply_text(f"got {len(data)} bytes of {doc.file_name} ({doc.mime_type})", do_quote=True)
 
     async def on_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         biggest = update.message.photo[-1]
         data = await (await biggest.get_file()).download_as_bytearray()
         await update.message.reply_text(
             f"photo {biggest.width}x{biggest.height} {len(data)} bytes, "
-            f"{len(update.message.photo)} sizes, caption={update.message.caption}")
+            f"{len(update.message.photo)} sizes, caption={update.message.caption}"
+        )
 
     async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -170,14 +173,16 @@ def build_app(server: FakeTelegram) -> Application:
         chat = update.effective_chat.id
         await context.bot.send_chat_action(chat, "upload_document")
         doc_msg = await update.message.reply_document(
-            BOT_ZIP, filename="model.zip", caption="<b>model</b> ready", parse_mode="HTML")
+            BOT_ZIP, filename="model.zip", caption="<b>model</b> ready", parse_mode="HTML"
+        )
         photo_msg = await update.message.reply_photo(BOT_PNG, caption="chart")
         await context.bot.send_document(chat, doc_msg.document.file_id, caption="again")
         await context.bot.send_photo(chat, photo_msg.photo[-1].file_id)
         d = doc_msg.document
         await update.message.reply_text(
             f"sent {d.file_name} {d.file_size} {d.mime_type}; "
-            f"photo sizes {[(p.width, p.height) for p in photo_msg.photo]}")
+            f"photo sizes {[(p.width, p.height) for p in photo_msg.photo]}"
+        )
 
     app.add_handler(CommandHandler("start", start))
     app.add_handler(CommandHandler("twice", twice))
@@ -203,8 +208,7 @@ def test_real_application_round_trip(tg):
 
         # button press -> answerCallbackQuery + edit (HTML parsed into entities)
         query_id = ann.press(hello, "train:20")
-        edited = tg.wait_for(lambda m: m["event"] == "edited" and m["message_id"] == hello["message_id"],
-                             timeout=10)
+        edited = tg.wait_for(lambda m: m["event"] == "edited" and m["message_id"] == hello["message_id"], timeout=10)
         assert edited["text"] == "pressed train:20"
         assert {"type": "bold", "offset": 8, "length": 8} in edited["entities"]
         assert edited["history"][0]["text"] == "Hello, Ann!"
@@ -233,8 +237,7 @@ def test_real_application_round_trip(tg):
         # photo: several PhotoSizes, the largest is the original bytes
         picture = png(400, 300)
         ann.send_photo(picture, caption="look")
-        tg.wait_for(lambda m: m["text"] == f"photo 400x300 {len(picture)} bytes, 2 sizes, caption=look",
-                    timeout=10)
+        tg.wait_for(lambda m: m["text"] == f"photo 400x300 {len(picture)} bytes, 2 sizes, caption=look", timeout=10)
 
         # editing to the same content -> BadRequest "message is not modified"
         mark = tg.mark()
@@ -247,8 +250,7 @@ def test_real_application_round_trip(tg):
         # uploads by the bot: bytes, filename, mime and caption captured; file_id re-sends work
         ann.send_text("/files")
         summary = tg.wait_for(lambda m: m["text"].startswith("sent "), timeout=10)
-        assert summary["text"] == (f"sent model.zip {len(BOT_ZIP)} application/zip; "
-                                   "photo sizes [(90, 56), (320, 200)]")
+        assert summary["text"] == (f"sent model.zip {len(BOT_ZIP)} application/zip; photo sizes [(90, 56), (320, 200)]")
         docs = [m for m in tg.messages(OWNER) if m["kind"] == "document"]
         assert [d["bytes"] for d in docs] == [BOT_ZIP, BOT_ZIP]
         assert docs[0]["filename"] == "model.zip" and docs[0]["mime_type"] == "application/zip"
@@ -262,11 +264,21 @@ def test_real_application_round_trip(tg):
         tg.wait_until_confirmed(10)
     assert not running.errors, running.errors
     methods = {c.method for c in tg.requests}
-    assert {"getMe", "deleteWebhook", "getUpdates", "sendMessage", "editMessageText",
-            "answerCallbackQuery", "getFile", "sendDocument", "sendPhoto"} <= methods
+    assert {
+        "getMe",
+        "deleteWebhook",
+        "getUpdates",
+        "sendMessage",
+        "editMessageText",
+        "answerCallbackQuery",
+        "getFile",
+        "sendDocument",
+        "sendPhoto",
+    } <= methods
     assert tg.conflicts == 0
-    upload = next(c for c in tg.calls("sendDocument") if "document" in c.params
-                  and not isinstance(c.params["document"], str))
+    upload = next(
+        c for c in tg.calls("sendDocument") if "document" in c.params and not isinstance(c.params["document"], str)
+    )
     assert upload.params["document"].filename == "model.zip"
 
 
@@ -287,8 +299,9 @@ app.run_polling(poll_interval=0.0, timeout=1, drop_pending_updates=True)
 
 def test_bot_in_a_separate_process(tg):
     env = {**os.environ, **tg.env(token_var="TOKEN")}
-    proc = subprocess.Popen([sys.executable, "-c", BOT_PROCESS], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BOT_PROCESS], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         tg.wait_until_polling(20)
         tg.user(OWNER).send_text("/train 20")
@@ -317,14 +330,13 @@ def test_wrong_token_and_unknown_method(tg):
     run(main())
     assert [c.status for c in tg.calls("getMe")][0] == 401
     for path, code, description in [
-        (f"/bot123:nope/getMe", 401, "Unauthorized"),
+        ("/bot123:nope/getMe", 401, "Unauthorized"),
         (f"/bot{TOKEN}/fooBar", 404, "Not Found: method not found"),
     ]:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"http://127.0.0.1:{tg.port}{path}", data=b"")
         assert err.value.code == code
-        assert json.loads(err.value.read()) == {"ok": False, "error_code": code,
-                                                "description": description}
+        assert json.loads(err.value.read()) == {"ok": False, "error_code": code, "description": description}
 
 
 def test_get_updates_long_polling(tg):
@@ -389,9 +401,12 @@ def test_messages_markup_and_errors(tg):
 
     async def main():
         async with make_bot(tg) as bot:
-            m = await bot.send_message(5, "Done: <b>5</b> &lt;images&gt;", parse_mode="HTML",
-                                       reply_markup=InlineKeyboardMarkup.from_button(
-                                           InlineKeyboardButton("Again", callback_data="again")))
+            m = await bot.send_message(
+                5,
+                "Done: <b>5</b> &lt;images&gt;",
+                parse_mode="HTML",
+                reply_markup=InlineKeyboardMarkup.from_button(InlineKeyboardButton("Again", callback_data="again")),
+            )
             assert m.text == "Done: 5 <images>" and m.entities[0].type == "bold"
             assert m.reply_markup.inline_keyboard[0][0].callback_data == "again"
             with pytest.raises(BadRequest, match="(?i)Unsupported start tag"):
@@ -408,8 +423,11 @@ def test_messages_markup_and_errors(tg):
             with pytest.raises(Forbidden, match="(?i)blocked"):
                 await bot.send_message(6, "hi")
             with pytest.raises(BadRequest, match="(?i)Button_data_invalid"):
-                await bot.send_message(5, "x", reply_markup=InlineKeyboardMarkup.from_button(
-                    InlineKeyboardButton("x", callback_data="y" * 65)))
+                await bot.send_message(
+                    5,
+                    "x",
+                    reply_markup=InlineKeyboardMarkup.from_button(InlineKeyboardButton("x", callback_data="y" * 65)),
+                )
             with pytest.raises(BadRequest, match="(?i)Message to be replied not found"):
                 await bot.send_message(5, "x", reply_to_message_id=999)
             with pytest.raises(BadRequest, match="(?i)Message to edit not found"):
@@ -450,8 +468,13 @@ def test_flood_control():
                 await bot.send_message(5, "2")
                 with pytest.raises(RetryAfter):
                     await bot.send_message(5, "3")
-            app = (Application.builder().token(TOKEN).base_url(server.base_url)
-                   .rate_limiter(AIORateLimiter(max_retries=2)).build())
+            app = (
+                Application.builder()
+                .token(TOKEN)
+                .base_url(server.base_url)
+                .rate_limiter(AIORateLimiter(max_retries=2))
+                .build()
+            )
             async with app:
                 t0 = time.monotonic()
                 for i in range(3):
@@ -468,5 +491,8 @@ def test_flood_control():
             urllib.request.urlopen(f"{server.base_url}{TOKEN}/sendMessage?chat_id=5&text=x", data=b"")
         assert err.value.code == 429
         assert json.loads(err.value.read()) == {
-            "ok": False, "error_code": 429, "description": "Too Many Requests: retry after 3",
-            "parameters": {"retry_after": 3}}
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 3",
+            "parameters": {"retry_after": 3},
+        }

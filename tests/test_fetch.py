@@ -1,4 +1,5 @@
 """pipeline.fetch: address vetting as a pure function, and real fetches from a server on 127.0.0.1."""
+
 from __future__ import annotations
 
 import socket
@@ -8,37 +9,48 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline.fetch import (GENERIC_MESSAGE, FetchError, FetchTooLarge, MinimumRate, address_allowed,
-                            fetch_to_file, open_url, vet)
+from pipeline.fetch import (
+    GENERIC_MESSAGE,
+    FetchError,
+    FetchTooLarge,
+    MinimumRate,
+    address_allowed,
+    fetch_to_file,
+    open_url,
+    vet,
+)
 
 
-@pytest.mark.parametrize("address, public, private", [
-    ("93.184.216.34", True, True),
-    ("2606:4700:4700::1111", True, True),
-    ("127.0.0.1", False, False),
-    ("127.8.9.10", False, False),
-    ("::1", False, False),
-    ("0.0.0.0", False, False),
-    ("::", False, False),
-    ("10.1.2.3", False, True),
-    ("172.16.0.9", False, True),
-    ("192.168.1.1", False, True),
-    ("fd12:3456::1", False, True),
-    ("169.254.169.254", False, False),  # cloud metadata: link-local, never
-    ("fe80::1%2", False, False),
-    ("224.0.0.251", False, False),
-    ("ff02::1", False, False),
-    ("240.0.0.1", False, False),
-    ("255.255.255.255", False, False),
-    ("100.64.0.1", False, False),  # carrier-grade NAT: neither public nor RFC 1918
-    ("192.0.2.1", False, False),
-    ("::ffff:127.0.0.1", False, False),  # IPv4-mapped loopback
-    ("::ffff:8.8.8.8", False, False),  # mapped addresses are reserved as such
-    ("2002:7f00:1::1", False, False),  # 6to4 carrying 127.0.0.1
-    ("2002:808:808::1", True, True),  # 6to4 carrying 8.8.8.8
-    ("64:ff9b::7f00:1", False, False),  # NAT64 carrying 127.0.0.1
-    ("64:ff9b::808:808", True, True),  # NAT64 carrying 8.8.8.8 (DNS64 networks)
-])
+@pytest.mark.parametrize(
+    "address, public, private",
+    [
+        ("93.184.216.34", True, True),
+        ("2606:4700:4700::1111", True, True),
+        ("127.0.0.1", False, False),
+        ("127.8.9.10", False, False),
+        ("::1", False, False),
+        ("0.0.0.0", False, False),
+        ("::", False, False),
+        ("10.1.2.3", False, True),
+        ("172.16.0.9", False, True),
+        ("192.168.1.1", False, True),
+        ("fd12:3456::1", False, True),
+        ("169.254.169.254", False, False),  # cloud metadata: link-local, never
+        ("fe80::1%2", False, False),
+        ("224.0.0.251", False, False),
+        ("ff02::1", False, False),
+        ("240.0.0.1", False, False),
+        ("255.255.255.255", False, False),
+        ("100.64.0.1", False, False),  # carrier-grade NAT: neither public nor RFC 1918
+        ("192.0.2.1", False, False),
+        ("::ffff:127.0.0.1", False, False),  # IPv4-mapped loopback
+        ("::ffff:8.8.8.8", False, False),  # mapped addresses are reserved as such
+        ("2002:7f00:1::1", False, False),  # 6to4 carrying 127.0.0.1
+        ("2002:808:808::1", True, True),  # 6to4 carrying 8.8.8.8
+        ("64:ff9b::7f00:1", False, False),  # NAT64 carrying 127.0.0.1
+        ("64:ff9b::808:808", True, True),  # NAT64 carrying 8.8.8.8 (DNS64 networks)
+    ],
+)
 def test_address_policies(address, public, private):
     assert address_allowed(address, "public") is public
     assert address_allowed(address, "private") is private
@@ -51,13 +63,20 @@ def test_unknown_policy_is_a_programming_error():
 
 
 def _answers(*addresses, port=80):
-    return lambda host, number: [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
-                                  (a, port) if ":" not in a else (a, port, 0, 0)) for a in addresses]
+    return lambda host, number: [
+        (
+            socket.AF_INET6 if ":" in a else socket.AF_INET,
+            socket.SOCK_STREAM,
+            6,
+            "",
+            (a, port) if ":" not in a else (a, port, 0, 0),
+        )
+        for a in addresses
+    ]
 
 
 def test_vet_refuses_a_name_with_any_disallowed_answer():
-    assert [sockaddr[0] for _, sockaddr in vet("ok.test", 80, "public", _answers("93.184.216.34"))] == \
-        ["93.184.216.34"]
+    assert [sockaddr[0] for _, sockaddr in vet("ok.test", 80, "public", _answers("93.184.216.34"))] == ["93.184.216.34"]
     with pytest.raises(FetchError) as caught:
         vet("mixed.test", 80, "public", _answers("93.184.216.34", "127.0.0.1"))
     assert "127.0.0.1" in caught.value.detail and str(caught.value) == GENERIC_MESSAGE
@@ -179,9 +198,14 @@ def test_every_failure_has_the_same_message(server, tmp_path):
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     failures = []
-    for url, policy in [(_url(server, "/file"), "public"), (_url(server, "/missing"), "any"),
-                        (f"http://127.0.0.1:{closed_port}/a.zip", "any"), ("http://no-such-host.invalid/", "any"),
-                        ("ftp://127.0.0.1/a.zip", "any"), (_url(server, "/toftp"), "any")]:
+    for url, policy in [
+        (_url(server, "/file"), "public"),
+        (_url(server, "/missing"), "any"),
+        (f"http://127.0.0.1:{closed_port}/a.zip", "any"),
+        ("http://no-such-host.invalid/", "any"),
+        ("ftp://127.0.0.1/a.zip", "any"),
+        (_url(server, "/toftp"), "any"),
+    ]:
         with pytest.raises(FetchError) as caught:
             fetch_to_file(url, tmp_path / "a.zip", policy=policy, max_bytes=10_000, timeout=10)
         failures.append(caught.value)
@@ -240,8 +264,14 @@ def test_a_drip_below_the_minimum_rate_is_cut_after_the_grace(server, tmp_path):
     target = tmp_path / "a.zip"
     started = time.monotonic()
     with pytest.raises(FetchError) as caught:
-        fetch_to_file(_url(server, "/drip"), target, policy="any", max_bytes=10**6, timeout=30,
-                      min_rate=MinimumRate(bytes_per_s=10**6, grace_s=0.5))
+        fetch_to_file(
+            _url(server, "/drip"),
+            target,
+            policy="any",
+            max_bytes=10**6,
+            timeout=30,
+            min_rate=MinimumRate(bytes_per_s=10**6, grace_s=0.5),
+        )
     assert 0.5 <= time.monotonic() - started < 3 and "too slow" in caught.value.detail
     assert not target.exists()
 
@@ -251,8 +281,7 @@ def test_abort_ends_a_fetch_at_once(server, tmp_path):
     threading.Timer(0.3, abort.set).start()
     started = time.monotonic()
     with pytest.raises(FetchError) as caught:
-        fetch_to_file(_url(server, "/drip"), tmp_path / "a.zip", policy="any", max_bytes=10**6, timeout=30,
-                      abort=abort)
+        fetch_to_file(_url(server, "/drip"), tmp_path / "a.zip", policy="any", max_bytes=10**6, timeout=30, abort=abort)
     assert time.monotonic() - started < 2 and "aborted" in caught.value.detail
     assert not (tmp_path / "a.zip").exists()
 
@@ -269,8 +298,14 @@ def test_resolution_counts_against_the_deadline(server, tmp_path):
 
     started = time.monotonic()
     with pytest.raises(FetchError) as caught:
-        fetch_to_file(_url(server, "/file", "slow.test"), tmp_path / "a.zip", policy="any", max_bytes=10_000,
-                      timeout=0.5, resolver=slow_dns)
+        fetch_to_file(
+            _url(server, "/file", "slow.test"),
+            tmp_path / "a.zip",
+            policy="any",
+            max_bytes=10_000,
+            timeout=0.5,
+            resolver=slow_dns,
+        )
     assert time.monotonic() - started < 1.5 and isinstance(caught.value.cause, TimeoutError)
     assert server.recorder.requests == []
 
@@ -286,8 +321,12 @@ def test_pretrained_weights_obey_the_url_policy(server, tmp_path, policy):
     from pipeline.errors import WeightsError
     from pipeline.train.weights import fetch_checkpoint
 
-    for url in (_url(server, "/w/ckpt.tar.gz"), _url(server, "/w/ckpt.tar.gz", "localhost"),
-                (tmp_path / "local.tar.gz").as_uri(), str(tmp_path / "local.tar.gz")):
+    for url in (
+        _url(server, "/w/ckpt.tar.gz"),
+        _url(server, "/w/ckpt.tar.gz", "localhost"),
+        (tmp_path / "local.tar.gz").as_uri(),
+        str(tmp_path / "local.tar.gz"),
+    ):
         with pytest.raises(WeightsError) as caught:
             fetch_checkpoint(url, tmp_path / "cache", policy=policy)
         assert "refused" not in str(caught.value) and "does not exist" not in str(caught.value)

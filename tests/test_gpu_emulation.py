@@ -5,6 +5,7 @@ TensorFlow starts. Precision, XLA, strategy and sync batch norm are the plan's; 
 may be scaled down to fit the CPU. A failure here would be a failure on real GPUs too: change
 the plan, never the test.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,17 +23,24 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 # 20 steps at a 128-pixel input: the numerics (precision, loss scaling, XLA, strategy, sync BN) are the
 # plan's, at a quarter of the catalogue's pixels so that four trainings fit the suite's time.
-SHORT = ["--steps", "20", "trainer.steps_per_loop=5", "trainer.checkpoint_interval=10",
-         "trainer.validation_interval=20", "task.model.input_size=[128,128,3]"]
+SHORT = [
+    "--steps",
+    "20",
+    "trainer.steps_per_loop=5",
+    "trainer.checkpoint_interval=10",
+    "trainer.validation_interval=20",
+    "task.model.input_size=[128,128,3]",
+]
 
 
 PLANS = {  # name: (--assume-hardware, extra arguments)
     "hopper": ("gpus=1,memory_gb=80,cc=9.0", ()),
     # Loss scaling skips steps whose float16 gradients overflow, so a merely large rate only drifts;
     # this one overflows the forward pass in the first loop, as a bad batch would on a GPU.
-    "turing_nan": ("gpus=1,memory_gb=16,cc=7.5", ("--recovery-lr-factor", "1e-10",
-                                                  "trainer.optimizer_config.learning_rate.cosine"
-                                                  ".initial_learning_rate=1e9")),
+    "turing_nan": (
+        "gpus=1,memory_gb=16,cc=7.5",
+        ("--recovery-lr-factor", "1e-10", "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1e9"),
+    ),
     "two_ampere": ("gpus=2,memory_gb=40,cc=8.0", ()),
 }
 
@@ -42,8 +50,13 @@ def pipeline(*args: str, timeout: float = 600) -> tuple[int, dict]:
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args, "--json"], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args, "--json"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(process: subprocess.Popen, command: str, timeout: float = 900) -> tuple[int, dict]:
@@ -59,20 +72,40 @@ def emulated(shapes_workspace, tmp_path_factory) -> dict[str, tuple[list[dict], 
     """Each plan trained and exported. The three run side by side: tracing and XLA compilation, most
     of an emulated run, use one core each."""
     root = tmp_path_factory.mktemp("emulated")
-    trainings = {name: start("train", str(shapes_workspace), "--model", "mobilenetv2-fpn", "--no-pretrained",
-                             "--assume-hardware", spec, "--job-dir", str(root / name), *extra, *SHORT)
-                 for name, (spec, extra) in PLANS.items()}
+    trainings = {
+        name: start(
+            "train",
+            str(shapes_workspace),
+            "--model",
+            "mobilenetv2-fpn",
+            "--no-pretrained",
+            "--assume-hardware",
+            spec,
+            "--job-dir",
+            str(root / name),
+            *extra,
+            *SHORT,
+        )
+        for name, (spec, extra) in PLANS.items()
+    }
     trained = {name: finish(process, "train") for name, process in trainings.items()}
     for name, (code, out) in trained.items():
         assert code == 0, (name, out, read_events(root / name / "events.jsonl")[-1:])
-    exports = {name: start("export", str(root / name), "--out", str(root / name / "model.zip"), "--no-tflite",
-                           "--samples", "1") for name in PLANS}
+    exports = {
+        name: start(
+            "export", str(root / name), "--out", str(root / name / "model.zip"), "--no-tflite", "--samples", "1"
+        )
+        for name in PLANS
+    }
     results = {}
     for name, process in exports.items():
         code, report = finish(process, "export")
         assert code == 0, (name, report)
-        results[name] = (read_events(root / name / "events.jsonl"),
-                         yaml.safe_load((root / name / "params.yaml").read_text()), report)
+        results[name] = (
+            read_events(root / name / "events.jsonl"),
+            yaml.safe_load((root / name / "params.yaml").read_text()),
+            report,
+        )
     return results
 
 
@@ -120,25 +153,41 @@ def test_two_ampere_gpus_plan_mirrored_with_sync_batch_norm(emulated):
 
 
 def test_show_config_prints_the_described_machines_plan(shapes_workspace):
-    code, out = pipeline("train", str(shapes_workspace), "--model", "resnet50-fpn", "--show-config",
-                         "--assume-hardware", "gpus=4,memory_gb=80,cc=8.0", timeout=120)
+    code, out = pipeline(
+        "train",
+        str(shapes_workspace),
+        "--model",
+        "resnet50-fpn",
+        "--show-config",
+        "--assume-hardware",
+        "gpus=4,memory_gb=80,cc=8.0",
+        timeout=120,
+    )
     assert code == 0
     runtime = out["config"]["runtime"]
-    assert (runtime["num_gpus"], runtime["mixed_precision_dtype"], runtime["distribution_strategy"]) == \
-        (4, "bfloat16", "mirrored")
+    assert (runtime["num_gpus"], runtime["mixed_precision_dtype"], runtime["distribution_strategy"]) == (
+        4,
+        "bfloat16",
+        "mirrored",
+    )
     assert out["config"]["task"]["train_data"]["global_batch_size"] % 4 == 0
 
 
 def test_a_gpu_plan_without_gpus_fails_at_start_with_the_cause(shapes_workspace, tmp_path):
     """A job planned for real GPUs that TensorFlow cannot see ends in a `failed` event, not in silence."""
+    from pipeline.train.config import TrainRequest
     from pipeline.train.hardware import parse_hardware_spec
     from pipeline.train.launch import create_job
-    from pipeline.train.config import TrainRequest
 
     real = parse_hardware_spec("gpus=1,memory_gb=16,cc=7.5")
     real = type(real)(**(real.to_json() | {"assumed": False}))  # as if nvidia-smi had listed it
-    job, _ = create_job(shapes_workspace, TrainRequest("mobilenetv2-fpn", steps=5, pretrained=False),
-                        tmp_path / "job", real, tmp_path / "cache")
+    job, _ = create_job(
+        shapes_workspace,
+        TrainRequest("mobilenetv2-fpn", steps=5, pretrained=False),
+        tmp_path / "job",
+        real,
+        tmp_path / "cache",
+    )
     code, out = pipeline("train", str(shapes_workspace), "--job-dir", str(job.root), timeout=300)
     assert code == 2
     (failed,) = read_events(job.events)

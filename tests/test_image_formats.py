@@ -1,5 +1,6 @@
 """Only JPEG and PNG are decoded, each within a pixel budget read from its header, and a
 dataset within a budget of total pixels: anything else is a bad_image naming its real format."""
+
 from __future__ import annotations
 
 import io
@@ -13,22 +14,26 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.data.pair_check import check_dataset_pixels
-from pipeline.errors import DatasetRejected
 from pipeline.data.dataset_health import inspect_files
 from pipeline.data.images import ImageCheckError, PixelBudget, check_image
+from pipeline.data.pair_check import check_dataset_pixels
 from pipeline.data.steps import prepare
+from pipeline.errors import DatasetRejected
 from tests.builders import image_bytes, write_zip, xml
 
 ROOT = Path(__file__).resolve().parents[1]
-EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\n"
-       b"newpath 0 0 moveto 64 0 lineto 64 48 lineto closepath fill\nshowpage\n%%EOF\n")
+EPS = (
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\n"
+    b"newpath 0 0 moveto 64 0 lineto 64 48 lineto closepath fill\nshowpage\n%%EOF\n"
+)
 
 
 def png_header(width: int, height: int, mode_bits: bytes = b"\x08\x02") -> bytes:
     """A PNG that is only a signature, an IHDR chunk and IEND: its size says everything, its pixels nothing."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">II", width, height) + mode_bits + b"\x00\x00\x00"
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
@@ -64,12 +69,20 @@ def test_eps_never_reaches_ghostscript(tmp_path):
     (fake_bin / "gs").write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
     (fake_bin / "gs").chmod(0o755)
     (tmp_path / "a.jpg").write_bytes(EPS)
-    script = ("import sys; from pathlib import Path; from pipeline.data.images import check_image, ImageCheckError\n"
-              "try:\n    check_image(Path(sys.argv[1]).read_bytes(), '.jpg')\n"
-              "except ImageCheckError as e:\n    print(e)\n")
+    script = (
+        "import sys; from pathlib import Path; from pipeline.data.images import check_image, ImageCheckError\n"
+        "try:\n    check_image(Path(sys.argv[1]).read_bytes(), '.jpg')\n"
+        "except ImageCheckError as e:\n    print(e)\n"
+    )
     env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.jpg")], env=env, capture_output=True,
-                         text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "a.jpg")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "is EPS data named .jpg" in out
     assert not mark.exists()
 

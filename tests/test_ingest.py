@@ -1,4 +1,5 @@
 """Extraction of uploaded dataset zips: real archives built in tmp_path, no mocks."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pipeline.data.ingest import IMAGE_EXTENSIONS, Extraction, ExtractLimits, extract_zip
 from pipeline.errors import DatasetRejected
-from pipeline.data.ingest import IMAGE_EXTENSIONS, ExtractLimits, Extraction, extract_zip
 
 KANGAROO = Path("/work/shared/datasets/kangaroo.zip")
 
@@ -102,6 +103,7 @@ def extract_ok(upload: Path, dest: Path, entries, **kwargs) -> Extraction:
 
 # --- refusals ---------------------------------------------------------------------------------
 
+
 def build_bad_crc(path: Path) -> None:
     write_zip(path, images("images/a.jpg"), zipfile.ZIP_STORED)
     patch_headers(path, local={14: ("<I", 0)}, central={16: ("<I", 0)})
@@ -141,66 +143,182 @@ LONG = "x" * 300 + ".jpg"
 ZEROS_20M = bytes(20 * 2**20)
 
 REFUSALS = [
-    pytest.param(lambda p: p.write_bytes(b"just some text"), None, "not_a_zip",
-                 ["upload.zip is not a zip file", ".zip archive"], id="not-a-zip"),
-    pytest.param(lambda p: p.write_bytes(b"Rar!\x1a\x07\x00" + bytes(64)), None, "not_a_zip",
-                 ["upload.zip", "RAR"], id="rar"),
+    pytest.param(
+        lambda p: p.write_bytes(b"just some text"),
+        None,
+        "not_a_zip",
+        ["upload.zip is not a zip file", ".zip archive"],
+        id="not-a-zip",
+    ),
+    pytest.param(
+        lambda p: p.write_bytes(b"Rar!\x1a\x07\x00" + bytes(64)), None, "not_a_zip", ["upload.zip", "RAR"], id="rar"
+    ),
     pytest.param(build_truncated, None, "corrupt_zip", ["upload.zip", "cut short"], id="truncated"),
     pytest.param(build_bad_crc, None, "corrupt_zip", ["upload.zip > images/a.jpg", "CRC"], id="bad-crc"),
     pytest.param(build_lying_small, None, "corrupt_zip", ["upload.zip > images/zeros.jpg"], id="size-lies-small"),
-    pytest.param(build_lying_huge, None, "too_large", ["upload.zip > images/zeros.jpg", "one file"],
-                 id="size-lies-huge"),
-    pytest.param(build_lying_huge, ExtractLimits(max_entry_bytes=2**33, max_total_bytes=2**33),
-                 "compression_ratio", ["upload.zip > images/zeros.jpg", "zip bomb"], id="size-lies-streamed"),
-    pytest.param(build_deflate64, None, "unsupported_compression", ["upload.zip > images/a.jpg", "Deflate"],
-                 id="deflate64"),
+    pytest.param(
+        build_lying_huge, None, "too_large", ["upload.zip > images/zeros.jpg", "one file"], id="size-lies-huge"
+    ),
+    pytest.param(
+        build_lying_huge,
+        ExtractLimits(max_entry_bytes=2**33, max_total_bytes=2**33),
+        "compression_ratio",
+        ["upload.zip > images/zeros.jpg", "zip bomb"],
+        id="size-lies-streamed",
+    ),
+    pytest.param(
+        build_deflate64, None, "unsupported_compression", ["upload.zip > images/a.jpg", "Deflate"], id="deflate64"
+    ),
     pytest.param(lambda p: write_zip(p, []), None, "empty_zip", ["upload.zip", "no files"], id="no-entries"),
-    pytest.param(lambda p: write_zip(p, [("__MACOSX/._a.jpg", b"x"), (".DS_Store", b"x"), ("x/Thumbs.db", b"x")]),
-                 None, "empty_zip", ["upload.zip", "__MACOSX"], id="only-junk"),
-    pytest.param(lambda p: write_zip(p, [("images/", b""), ("annotations/", b"")]), None, "empty_zip",
-                 ["upload.zip"], id="only-folders"),
-    pytest.param(lambda p: write_zip(p, [("notes.txt", b"hi"), ("annotations/a.xml", XML)]), None, "no_images",
-                 ["upload.zip", "notes.txt", ".jpg", ".jpeg", ".png"], id="no-images"),
-    pytest.param(lambda p: write_zip(p, images("a.jpg", "../evil.jpg")), None, "unsafe_path",
-                 ["upload.zip > ../evil.jpg", "'..'"], id="dotdot"),
-    pytest.param(lambda p: write_zip(p, images("images/../../evil.jpg")), None, "unsafe_path",
-                 ["upload.zip > images/../../evil.jpg"], id="dotdot-inner"),
-    pytest.param(lambda p: write_zip(p, images("/etc/evil.jpg")), None, "unsafe_path",
-                 ["upload.zip > /etc/evil.jpg", "absolute"], id="absolute"),
-    pytest.param(lambda p: write_zip(p, images("C:\\Windows\\evil.jpg")), None, "unsafe_path",
-                 ["upload.zip > C:\\Windows\\evil.jpg", "drive"], id="drive"),
-    pytest.param(lambda p: write_zip(p, images("C:evil.jpg")), None, "unsafe_path",
-                 ["upload.zip > C:evil.jpg", "drive"], id="drive-relative"),
-    pytest.param(lambda p: write_zip(p, images("\\\\server\\share\\evil.jpg")), None, "unsafe_path",
-                 ["upload.zip > \\\\server\\share\\evil.jpg", "network share"], id="unc"),
-    pytest.param(lambda p: write_zip(p, [(RawName(b"images/evil\x00.jpg"), JPEG)]), None, "unsafe_path",
-                 ["upload.zip > images/evil\\x00.jpg", "NUL"], id="nul-byte"),
+    pytest.param(
+        lambda p: write_zip(p, [("__MACOSX/._a.jpg", b"x"), (".DS_Store", b"x"), ("x/Thumbs.db", b"x")]),
+        None,
+        "empty_zip",
+        ["upload.zip", "__MACOSX"],
+        id="only-junk",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [("images/", b""), ("annotations/", b"")]),
+        None,
+        "empty_zip",
+        ["upload.zip"],
+        id="only-folders",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [("notes.txt", b"hi"), ("annotations/a.xml", XML)]),
+        None,
+        "no_images",
+        ["upload.zip", "notes.txt", ".jpg", ".jpeg", ".png"],
+        id="no-images",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("a.jpg", "../evil.jpg")),
+        None,
+        "unsafe_path",
+        ["upload.zip > ../evil.jpg", "'..'"],
+        id="dotdot",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("images/../../evil.jpg")),
+        None,
+        "unsafe_path",
+        ["upload.zip > images/../../evil.jpg"],
+        id="dotdot-inner",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("/etc/evil.jpg")),
+        None,
+        "unsafe_path",
+        ["upload.zip > /etc/evil.jpg", "absolute"],
+        id="absolute",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("C:\\Windows\\evil.jpg")),
+        None,
+        "unsafe_path",
+        ["upload.zip > C:\\Windows\\evil.jpg", "drive"],
+        id="drive",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("C:evil.jpg")),
+        None,
+        "unsafe_path",
+        ["upload.zip > C:evil.jpg", "drive"],
+        id="drive-relative",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("\\\\server\\share\\evil.jpg")),
+        None,
+        "unsafe_path",
+        ["upload.zip > \\\\server\\share\\evil.jpg", "network share"],
+        id="unc",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [(RawName(b"images/evil\x00.jpg"), JPEG)]),
+        None,
+        "unsafe_path",
+        ["upload.zip > images/evil\\x00.jpg", "NUL"],
+        id="nul-byte",
+    ),
     pytest.param(lambda p: write_zip(p, images(LONG)), None, "unsafe_path", [LONG, "255"], id="name-too-long"),
     pytest.param(build_symlink, None, "symlink", ["upload.zip > images/link.jpg", "symbolic link"], id="symlink"),
-    pytest.param(lambda p: write_zip(p, [(RawName(b"images/a.jpg", extra_flags=0x1), JPEG)]), None, "encrypted",
-                 ["upload.zip > images/a.jpg", "without a password"], id="encrypted"),
-    pytest.param(lambda p: write_zip(p, images("a.jpg", "b.jpg", "c.jpg", "d.jpg")), ExtractLimits(max_entries=3),
-                 "too_many_entries", ["upload.zip", "past 3 entries"], id="too-many-entries"),
-    pytest.param(lambda p: write_zip(p, [("a.jpg", bytes(600)), ("b.jpg", bytes(600))]),
-                 ExtractLimits(max_total_bytes=1000), "too_large", ["upload.zip", "a.jpg"], id="too-large-total"),
-    pytest.param(lambda p: write_zip(p, images("a.jpg") + [("big.jpg", bytes(6000))]),
-                 ExtractLimits(max_entry_bytes=5000), "too_large", ["upload.zip > big.jpg"], id="too-large-entry"),
-    pytest.param(lambda p: write_zip(p, images("images/a.jpg") + [("images/bomb.jpg", ZEROS_20M)]), None,
-                 "compression_ratio", ["upload.zip > images/bomb.jpg", "zip bomb"], id="ratio-bomb"),
-    pytest.param(lambda p: write_zip(p, [nested("data/inner.zip", [nested("deeper.zip", images("a.jpg"))])]),
-                 None, "nested_too_deep", ["upload.zip > data/inner.zip > deeper.zip", "Unpack it"],
-                 id="nested-too-deep"),
-    pytest.param(lambda p: write_zip(p, [nested("inner.zip", images("a.jpg"))]), ExtractLimits(max_nesting=0),
-                 "nested_too_deep", ["upload.zip > inner.zip"], id="nesting-disabled"),
-    pytest.param(lambda p: write_zip(p, images("a.jpg") + [nested("inner.zip", images("b.jpg", "../evil.jpg"))]),
-                 None, "unsafe_path", ["upload.zip > inner.zip > ../evil.jpg"], id="nested-unsafe"),
-    pytest.param(lambda p: write_zip(p, [nested("inner.zip", images("a.jpg", "b.jpg", "c.jpg"))]),
-                 ExtractLimits(max_entries=3), "too_many_entries", ["upload.zip > inner.zip"],
-                 id="nested-shares-entry-budget"),
-    pytest.param(lambda p: write_zip(p, [nested("inner.zip", [("bomb.bin", ZEROS_20M)])]), None,
-                 "compression_ratio", ["upload.zip > inner.zip > bomb.bin"], id="nested-bomb"),
-    pytest.param(lambda p: write_zip(p, images("a.jpg") + [("fake.zip", b"not really a zip")]), None, "not_a_zip",
-                 ["upload.zip > fake.zip is not a zip file"], id="nested-not-a-zip"),
+    pytest.param(
+        lambda p: write_zip(p, [(RawName(b"images/a.jpg", extra_flags=0x1), JPEG)]),
+        None,
+        "encrypted",
+        ["upload.zip > images/a.jpg", "without a password"],
+        id="encrypted",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("a.jpg", "b.jpg", "c.jpg", "d.jpg")),
+        ExtractLimits(max_entries=3),
+        "too_many_entries",
+        ["upload.zip", "past 3 entries"],
+        id="too-many-entries",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [("a.jpg", bytes(600)), ("b.jpg", bytes(600))]),
+        ExtractLimits(max_total_bytes=1000),
+        "too_large",
+        ["upload.zip", "a.jpg"],
+        id="too-large-total",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("a.jpg") + [("big.jpg", bytes(6000))]),
+        ExtractLimits(max_entry_bytes=5000),
+        "too_large",
+        ["upload.zip > big.jpg"],
+        id="too-large-entry",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("images/a.jpg") + [("images/bomb.jpg", ZEROS_20M)]),
+        None,
+        "compression_ratio",
+        ["upload.zip > images/bomb.jpg", "zip bomb"],
+        id="ratio-bomb",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [nested("data/inner.zip", [nested("deeper.zip", images("a.jpg"))])]),
+        None,
+        "nested_too_deep",
+        ["upload.zip > data/inner.zip > deeper.zip", "Unpack it"],
+        id="nested-too-deep",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [nested("inner.zip", images("a.jpg"))]),
+        ExtractLimits(max_nesting=0),
+        "nested_too_deep",
+        ["upload.zip > inner.zip"],
+        id="nesting-disabled",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("a.jpg") + [nested("inner.zip", images("b.jpg", "../evil.jpg"))]),
+        None,
+        "unsafe_path",
+        ["upload.zip > inner.zip > ../evil.jpg"],
+        id="nested-unsafe",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [nested("inner.zip", images("a.jpg", "b.jpg", "c.jpg"))]),
+        ExtractLimits(max_entries=3),
+        "too_many_entries",
+        ["upload.zip > inner.zip"],
+        id="nested-shares-entry-budget",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, [nested("inner.zip", [("bomb.bin", ZEROS_20M)])]),
+        None,
+        "compression_ratio",
+        ["upload.zip > inner.zip > bomb.bin"],
+        id="nested-bomb",
+    ),
+    pytest.param(
+        lambda p: write_zip(p, images("a.jpg") + [("fake.zip", b"not really a zip")]),
+        None,
+        "not_a_zip",
+        ["upload.zip > fake.zip is not a zip file"],
+        id="nested-not-a-zip",
+    ),
 ]
 
 
@@ -264,8 +382,14 @@ def test_layouts(upload, dest, names):
 
 
 def test_os_junk_is_skipped(upload, dest):
-    junk = ["__MACOSX/", "__MACOSX/images/._a.jpg", "images/.DS_Store", "images/Thumbs.db",
-            "desktop.ini", "images/._b.jpg"]
+    junk = [
+        "__MACOSX/",
+        "__MACOSX/images/._a.jpg",
+        "images/.DS_Store",
+        "images/Thumbs.db",
+        "desktop.ini",
+        "images/._b.jpg",
+    ]
     result = extract_ok(upload, dest, images("images/a.jpg") + [(name, b"junk") for name in junk])
     assert result.files == ("images/a.jpg",)
     assert sorted(result.skipped) == sorted(junk)
@@ -276,12 +400,15 @@ def test_windows_separators_and_dot_segments_are_normalised(upload, dest):
     assert result.files == ("data/c.jpg", "data/images/a.jpg", "data/images/b.jpg")
 
 
-@pytest.mark.parametrize("raw, expected", [
-    pytest.param("고양이 (1).jpg".encode("cp949"), "고양이 (1).jpg", id="cp949"),
-    pytest.param("ｶﾒﾗ.jpg".encode("cp932"), "ｶﾒﾗ.jpg", id="cp932"),
-    pytest.param("café.jpg".encode("cp437"), "café.jpg", id="cp437"),
-    pytest.param("naïve.jpg".encode("utf-8"), "naïve.jpg", id="utf8-without-flag"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        pytest.param("고양이 (1).jpg".encode("cp949"), "고양이 (1).jpg", id="cp949"),
+        pytest.param("ｶﾒﾗ.jpg".encode("cp932"), "ｶﾒﾗ.jpg", id="cp932"),
+        pytest.param("café.jpg".encode("cp437"), "café.jpg", id="cp437"),
+        pytest.param("naïve.jpg".encode(), "naïve.jpg", id="utf8-without-flag"),
+    ],
+)
 def test_legacy_name_encodings(upload, dest, raw, expected):
     result = extract_ok(upload, dest, [(RawName(raw), JPEG)])
     assert result.files == (expected,)
@@ -297,8 +424,14 @@ def test_info_zip_unicode_path_field_wins(upload, dest):
 
 
 def test_duplicates_keep_the_first(upload, dest):
-    entries = [("images/a.jpg", JPEG), ("images/a.jpg", b"second"), ("images\\a.jpg", b"third"),
-               ("./images/a.jpg", b"fourth"), ("b", b"a file"), ("b/c.jpg", JPEG)]
+    entries = [
+        ("images/a.jpg", JPEG),
+        ("images/a.jpg", b"second"),
+        ("images\\a.jpg", b"third"),
+        ("./images/a.jpg", b"fourth"),
+        ("b", b"a file"),
+        ("b/c.jpg", JPEG),
+    ]
     result = extract_ok(upload, dest, entries)
     assert result.files == ("b", "images/a.jpg")
     assert result.skipped == ("images/a.jpg", "images/a.jpg", "images/a.jpg", "b/c.jpg")

@@ -1,19 +1,28 @@
 """Label maps: writing, tolerant reading with line-numbered errors, class edits, coverage."""
+
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import LabelMapError, UsageError
 from pipeline.data.class_edits import LabelEdits, drop, merge, parse_merge, parse_rename, rename
-from pipeline.label_map import LabelItem, LabelMap, check_coverage, derive, parse_pbtxt, read_pbtxt, to_pbtxt, write_pbtxt
+from pipeline.errors import LabelMapError, UsageError
+from pipeline.label_map import (
+    LabelItem,
+    LabelMap,
+    check_coverage,
+    derive,
+    parse_pbtxt,
+    read_pbtxt,
+    to_pbtxt,
+    write_pbtxt,
+)
 
 
 def test_derive_sorts_distinct_labels_and_numbers_them_from_one():
     label_map = derive(["dog", "cat", "dog", "Zebra"])
-    assert label_map.items == (LabelItem(1, "Zebra", "Zebra"), LabelItem(2, "cat", "cat"),
-                               LabelItem(3, "dog", "dog"))
+    assert label_map.items == (LabelItem(1, "Zebra", "Zebra"), LabelItem(2, "cat", "cat"), LabelItem(3, "dog", "dog"))
     assert label_map.ids() == {"Zebra": 1, "cat": 2, "dog": 3}
     assert derive([]).items == ()
 
@@ -21,21 +30,24 @@ def test_derive_sorts_distinct_labels_and_numbers_them_from_one():
 def test_to_pbtxt_writes_the_od_api_layout():
     assert to_pbtxt(derive(["dog", "cat"])) == (
         "item {\n  id: 1\n  name: 'cat'\n  display_name: 'cat'\n}\n"
-        "item {\n  id: 2\n  name: 'dog'\n  display_name: 'dog'\n}\n")
+        "item {\n  id: 2\n  name: 'dog'\n  display_name: 'dog'\n}\n"
+    )
 
 
 def test_to_pbtxt_escapes_quotes_backslashes_and_line_breaks():
-    text = to_pbtxt(LabelMap((LabelItem(1, "it's a \\ \"b\"\n", "x"),)))
+    text = to_pbtxt(LabelMap((LabelItem(1, 'it\'s a \\ "b"\n', "x"),)))
     assert "name: 'it\\'s a \\\\ \"b\"\\n'" in text
-    assert parse_pbtxt(text, "m.pbtxt").items[0].name == "it's a \\ \"b\"\n"
+    assert parse_pbtxt(text, "m.pbtxt").items[0].name == 'it\'s a \\ "b"\n'
 
 
 names = st.text(min_size=1, max_size=12)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(names, names), min_size=1, max_size=8, unique_by=lambda pair: pair[0]),
-       st.randoms(use_true_random=False))
+@given(
+    st.lists(st.tuples(names, names), min_size=1, max_size=8, unique_by=lambda pair: pair[0]),
+    st.randoms(use_true_random=False),
+)
 def test_round_trip_of_any_names(pairs, rng):
     ids = rng.sample(range(1, 1000), len(pairs))
     label_map = LabelMap(tuple(LabelItem(i, name, display) for i, (name, display) in zip(ids, pairs)))
@@ -49,7 +61,7 @@ def test_round_trip_of_derived_maps(labels):
     assert parse_pbtxt(to_pbtxt(label_map), "m.pbtxt") == label_map
 
 
-MSCOCO_STYLE = '''\
+MSCOCO_STYLE = """\
 # Label map of the COCO-trained models; ids follow the original category ids.
 item {
   name: "/m/01g317"
@@ -69,7 +81,7 @@ item {
   instance_count: 3252
   ancestor_ids: [7, 8]
 }
-'''
+"""
 
 
 def test_reads_an_od_api_map_with_comments_double_quotes_and_extra_fields():
@@ -81,11 +93,17 @@ def test_reads_an_od_api_map_with_comments_double_quotes_and_extra_fields():
 
 
 def test_reads_display_name_only_compact_and_angle_bracket_items():
-    text = ("item { id: 1 display_name: 'RBC' } item: { id: 2, name: 'WBC'; }\n"
-            "item < id: 3 name: 'class #3' > item { id: 0x4 name: 'caf' \"\\303\\251\" }")
+    text = (
+        "item { id: 1 display_name: 'RBC' } item: { id: 2, name: 'WBC'; }\n"
+        "item < id: 3 name: 'class #3' > item { id: 0x4 name: 'caf' \"\\303\\251\" }"
+    )
     label_map = parse_pbtxt(text, "cells.pbtxt")
-    assert label_map.items == (LabelItem(1, "RBC", "RBC"), LabelItem(2, "WBC", "WBC"),
-                               LabelItem(3, "class #3", "class #3"), LabelItem(4, "café", "café"))
+    assert label_map.items == (
+        LabelItem(1, "RBC", "RBC"),
+        LabelItem(2, "WBC", "WBC"),
+        LabelItem(3, "class #3", "class #3"),
+        LabelItem(4, "café", "café"),
+    )
 
 
 def test_name_match_wins_over_a_display_name():
@@ -104,28 +122,34 @@ def test_read_handles_bom_and_windows_line_endings(tmp_path):
     assert read_pbtxt(path) == derive(["dog"])
 
 
-@pytest.mark.parametrize("text, line, fragment", [
-    ("", 1, "label map is empty"),
-    ("# only a comment\n\n", 1, "label map is empty"),
-    ("item {\n  name: 'dog'\n}\n", 1, "has no id"),
-    ("item {\n  name: 'bg'\n  id: 0\n}\n", 3, "0 is reserved for the background"),
-    ("item {\n  id: -2\n  name: 'x'\n}\n", 2, "below 1"),
-    ("item { id: 1 name: 'a' }\nitem {\n  id: 1\n  name: 'b'\n}\n", 3,
-     "id 1 is used twice (also by the item on line 1)"),
-    ("item { id: 1 name: 'a' }\n\nitem { id: 2 name: 'a' }\n", 3, "name 'a' is used twice"),
-    ("item {\n  id: 1\n  name: 'dog\n}\n", 3, "is not closed"),
-    ("item {\n  id: 1\n  name: 'dog'\n\n", 3, "the file ends where"),
-    ("item {\n  id 1\n}\n", 2, "expected ':' after id"),
-    ("item {\n  id: 1\n  name: dog\n}\n", 3, "not in quotes"),
-    ("item {\n  id: '1'\n  name: 'dog'\n}\n", 2, "not a whole number"),
-    ("item {\n  id: 1\n  name: 'a'\n  name: 'b'\n}\n", 4, "second name (the first is on line 3)"),
-    ("item {\n  id: 1\n}\n", 1, "has no name"),
-    ("item {\n  id: 1\n  name: ''\n}\n", 3, "name is empty"),
-    ("item {\n  id: 1\n  name: 'a\\qb'\n}\n", 3, "escape"),
-    ("item { id: 1 name: 'a' }\n}\n", 2, "expected a field name"),
-    ("item {\n  id: 1 name: 'a'\n  extra { x: [1, 2}\n}\n", 3, "expected ] to close the [ on line 3"),
-    ("item {\n  id: 1 name: 'a' @\n}\n", 2, "unexpected character '@'"),
-])
+@pytest.mark.parametrize(
+    "text, line, fragment",
+    [
+        ("", 1, "label map is empty"),
+        ("# only a comment\n\n", 1, "label map is empty"),
+        ("item {\n  name: 'dog'\n}\n", 1, "has no id"),
+        ("item {\n  name: 'bg'\n  id: 0\n}\n", 3, "0 is reserved for the background"),
+        ("item {\n  id: -2\n  name: 'x'\n}\n", 2, "below 1"),
+        (
+            "item { id: 1 name: 'a' }\nitem {\n  id: 1\n  name: 'b'\n}\n",
+            3,
+            "id 1 is used twice (also by the item on line 1)",
+        ),
+        ("item { id: 1 name: 'a' }\n\nitem { id: 2 name: 'a' }\n", 3, "name 'a' is used twice"),
+        ("item {\n  id: 1\n  name: 'dog\n}\n", 3, "is not closed"),
+        ("item {\n  id: 1\n  name: 'dog'\n\n", 3, "the file ends where"),
+        ("item {\n  id 1\n}\n", 2, "expected ':' after id"),
+        ("item {\n  id: 1\n  name: dog\n}\n", 3, "not in quotes"),
+        ("item {\n  id: '1'\n  name: 'dog'\n}\n", 2, "not a whole number"),
+        ("item {\n  id: 1\n  name: 'a'\n  name: 'b'\n}\n", 4, "second name (the first is on line 3)"),
+        ("item {\n  id: 1\n}\n", 1, "has no name"),
+        ("item {\n  id: 1\n  name: ''\n}\n", 3, "name is empty"),
+        ("item {\n  id: 1\n  name: 'a\\qb'\n}\n", 3, "escape"),
+        ("item { id: 1 name: 'a' }\n}\n", 2, "expected a field name"),
+        ("item {\n  id: 1 name: 'a'\n  extra { x: [1, 2}\n}\n", 3, "expected ] to close the [ on line 3"),
+        ("item {\n  id: 1 name: 'a' @\n}\n", 2, "unexpected character '@'"),
+    ],
+)
 def test_errors_name_the_file_the_line_and_the_fix(text, line, fragment):
     with pytest.raises(LabelMapError) as caught:
         parse_pbtxt(text, "my_map.pbtxt")
@@ -154,6 +178,7 @@ def test_read_reports_missing_and_non_utf8_files(tmp_path):
 
 
 # ---------------------------------------------------------------- edits
+
 
 def known_after(edits, raw):
     return {final for label in raw if (final := edits.apply(label)) is not None}
@@ -219,9 +244,14 @@ def test_parse_rename_and_merge():
 
 
 RAW = ["a", "b", "c", "d", "e"]
-edit_steps = st.lists(st.tuples(st.sampled_from(["rename", "merge", "drop"]),
-                                st.lists(st.sampled_from(RAW + ["x", "y"]), min_size=1, max_size=3),
-                                st.sampled_from(RAW + ["x", "y", "z"])), max_size=8)
+edit_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["rename", "merge", "drop"]),
+        st.lists(st.sampled_from(RAW + ["x", "y"]), min_size=1, max_size=3),
+        st.sampled_from(RAW + ["x", "y", "z"]),
+    ),
+    max_size=8,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -235,16 +265,17 @@ def test_edits_match_a_model_of_class_groups(steps):
         sources = names if kind == "merge" else names[:1]
         if any(name not in known for name in sources):
             with pytest.raises(UsageError):
-                {"rename": lambda: rename(edits, known, sources[0], target),
-                 "merge": lambda: merge(edits, known, sources, target),
-                 "drop": lambda: drop(edits, known, sources[0])}[kind]()
+                {
+                    "rename": lambda: rename(edits, known, sources[0], target),
+                    "merge": lambda: merge(edits, known, sources, target),
+                    "drop": lambda: drop(edits, known, sources[0]),
+                }[kind]()
             continue
         if kind == "drop":
             edits = drop(edits, known, sources[0])
             del groups[sources[0]]
             continue
-        edits = (rename(edits, known, sources[0], target) if kind == "rename"
-                 else merge(edits, known, sources, target))
+        edits = rename(edits, known, sources[0], target) if kind == "rename" else merge(edits, known, sources, target)
         moved = set().union(*(groups.pop(name) for name in set(sources)))
         groups[target] = groups.get(target, set()) | moved
     final = {raw: name for name, members in groups.items() for raw in members}
@@ -253,6 +284,7 @@ def test_edits_match_a_model_of_class_groups(steps):
 
 
 # ---------------------------------------------------------------- coverage
+
 
 def test_check_coverage_passes_when_names_or_display_names_match():
     label_map = LabelMap((LabelItem(1, "/m/01g317", "person"), LabelItem(2, "dog", "dog")))
@@ -271,8 +303,7 @@ def test_check_coverage_lists_every_missing_label_with_its_files():
     assert "cat5.xml" not in message and "'dog'" not in message
     assert "Add an item for each to my_map.pbtxt" in message
     assert "--ignore-unknown-labels" in message
-    assert caught.value.details == {"missing": {"bird": ["b.xml", "b.xml", "c.xml"],
-                                                "cat": usage["cat"]}}
+    assert caught.value.details == {"missing": {"bird": ["b.xml", "b.xml", "c.xml"], "cat": usage["cat"]}}
     assert caught.value.kind == "label_map_error"
 
 

@@ -3,6 +3,7 @@ that cannot be read, or a user who blocked the bot (403) never stalls the other 
 
 The watcher runs for real, with python-telegram-bot's Bot talking to the fake Bot API; the jobs
 are store rows whose events.jsonl is written by hand and whose trainer is a sleeping process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,15 @@ def service(tmp_path):
         launched.append(args)
         return {"pid": 999_999}
 
-    settings = load_settings({"TELEGRAM_BOT_TOKEN": "123:abc", "ALLOWED_USER_IDS": f"{ANN},{BOB}",
-                              "DETBOT_TRAINING_SLOTS": "3", "DETBOT_DATA_DIR": str(tmp_path)}, env_file=None)
+    settings = load_settings(
+        {
+            "TELEGRAM_BOT_TOKEN": "123:abc",
+            "ALLOWED_USER_IDS": f"{ANN},{BOB}",
+            "DETBOT_TRAINING_SLOTS": "3",
+            "DETBOT_DATA_DIR": str(tmp_path),
+        },
+        env_file=None,
+    )
     svc = TrainingService(store, settings, run_cli=run_cli)
     svc.launched = launched
     yield svc
@@ -72,6 +80,7 @@ def tick(svc, tg) -> None:
     async def run():
         async with Bot(DEFAULT_TOKEN, base_url=tg.base_url, base_file_url=tg.base_file_url) as bot:
             await watch(SimpleNamespace(bot=bot, bot_data={"services": SimpleNamespace(training=svc)}))
+
     asyncio.run(run())
 
 
@@ -80,6 +89,7 @@ def texts_to(tg, chat_id: int) -> list[str]:
 
 
 # --- events.jsonl: torn and corrupt lines --------------------------------------------------------
+
 
 def test_a_torn_last_line_waits_for_the_next_tick(service, tmp_path, sleeper):
     job = new_job(service, tmp_path, ANN, "a", sleeper)
@@ -133,6 +143,7 @@ def test_a_line_torn_then_continued_keeps_the_record_after_the_tear(service, tmp
 
 # --- the watcher: one job, one user at a time -------------------------------------------------------
 
+
 def test_an_unreadable_job_does_not_stop_the_other_jobs_nor_the_queue(service, tmp_path, tg, caplog):
     tg.user(ANN, "Ann"), tg.user(BOB, "Bob")
     with subprocess.Popen(["sleep", "300"]) as one, subprocess.Popen(["sleep", "300"]) as two:
@@ -184,6 +195,7 @@ def test_a_user_who_blocked_the_bot_is_paused_and_the_others_go_on(service, tmp_
 
 # --- the store's side: the pause flag and the edit claim -------------------------------------------
 
+
 def test_the_pause_flag_survives_a_restart_and_is_cleared_once(tmp_path):
     with open_store(tmp_path / "db", migrations=MIGRATIONS[:2]) as old:  # a database from before the flag
         old.ensure_user(ANN, "Ann")
@@ -227,5 +239,4 @@ def test_the_trainer_and_the_cli_read_past_a_corrupt_line(tmp_path):
     log.emit("progress", 10, total_loss=1.0)
     with path.open("ab") as stream:
         stream.write(b'{"event": "eval", "st')  # still being written
-    assert [(e["event"], e["step"]) for e in read_events(path)] == [("started", 0), ("checkpoint", 5),
-                                                                     ("progress", 10)]
+    assert [(e["event"], e["step"]) for e in read_events(path)] == [("started", 0), ("checkpoint", 5), ("progress", 10)]

@@ -1,4 +1,5 @@
 """The training plan for described machines: precision, batch, steps, intervals (pure Python, no TensorFlow)."""
+
 from __future__ import annotations
 
 import math
@@ -6,9 +7,9 @@ import math
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.train.hardware import Hardware, parse_hardware_spec
 from pipeline.train.catalogue import catalog, get_model
 from pipeline.train.config import DataFacts, TrainRequest, base_learning_rate, plan_schedule
+from pipeline.train.hardware import Hardware, parse_hardware_spec
 
 CPU = Hardware(cpu_cores=2)
 MACHINES = {
@@ -21,18 +22,37 @@ MACHINES = {
 
 
 def facts(train_images: int) -> DataFacts:
-    return DataFacts(num_classes=3, train_images=train_images, val_images=max(1, train_images // 4),
-                     train_pattern="/ws/data/train-*", val_pattern="/ws/data/val-*", label_map="/ws/label_map.pbtxt")
+    return DataFacts(
+        num_classes=3,
+        train_images=train_images,
+        val_images=max(1, train_images // 4),
+        train_pattern="/ws/data/train-*",
+        val_pattern="/ws/data/val-*",
+        label_map="/ws/label_map.pbtxt",
+    )
 
 
 def test_precision_follows_compute_capability():
-    assert [parse_hardware_spec(f"gpus=1,memory_gb=16,cc={cc}").precision for cc in (6.1, 7.0, 7.5, 8.0, 9.0)] == \
-        ["float32", "float16", "float16", "bfloat16", "bfloat16"]
+    assert [parse_hardware_spec(f"gpus=1,memory_gb=16,cc={cc}").precision for cc in (6.1, 7.0, 7.5, 8.0, 9.0)] == [
+        "float32",
+        "float16",
+        "float16",
+        "bfloat16",
+        "bfloat16",
+    ]
     assert CPU.precision == "float32" and parse_hardware_spec("gpus=0").gpus == 0
 
 
-@pytest.mark.parametrize("spec", ["gpus=2,memory_gb=80", "gpus=1,memory_gb=80,cc=x", "gpus=2,vram=8,cc=8",
-                                  "gpus=99,memory_gb=80,cc=8.0", "gpus=1,memory_gb=0,cc=8.0"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "gpus=2,memory_gb=80",
+        "gpus=1,memory_gb=80,cc=x",
+        "gpus=2,vram=8,cc=8",
+        "gpus=99,memory_gb=80,cc=8.0",
+        "gpus=1,memory_gb=0,cc=8.0",
+    ],
+)
 def test_bad_hardware_descriptions_are_refused_with_the_form(spec):
     with pytest.raises(UsageError, match="gpus|memory_gb|cc"):
         parse_hardware_spec(spec)
@@ -66,11 +86,13 @@ def test_default_plans_learn_on_any_machine(machine, images, model):
 
 def test_small_data_on_a_big_gpu_gets_a_small_batch_and_enough_steps():
     # The defect: 160 images on one H200 gave batch 256, 50 steps, and an evaluation every 4 steps.
-    plan = plan_schedule(get_model("spinenet49-mobile"), facts(160), MACHINES["1xH200"],
-                         TrainRequest("spinenet49-mobile"))
+    plan = plan_schedule(
+        get_model("spinenet49-mobile"), facts(160), MACHINES["1xH200"], TrainRequest("spinenet49-mobile")
+    )
     assert plan.batch_size <= 16 and plan.steps >= 1000 and plan.eval_interval >= 100
-    big = plan_schedule(get_model("spinenet49-mobile"), facts(5000), MACHINES["1xH200"],
-                        TrainRequest("spinenet49-mobile"))
+    big = plan_schedule(
+        get_model("spinenet49-mobile"), facts(5000), MACHINES["1xH200"], TrainRequest("spinenet49-mobile")
+    )
     assert big.batch_size > 8 * plan.batch_size  # with data to fill it, the memory sets the batch
 
 

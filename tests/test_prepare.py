@@ -1,4 +1,5 @@
 """`python -m pipeline prepare` and the step subcommands, end to end through the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -112,13 +113,25 @@ def test_supplied_label_map_must_cover_the_data(tmp_path, capsys):
     message = out["error"]["message"]
     assert "'dog'" in message and "b.xml" in message and "'cow'" in message and "map.pbtxt" in message
     assert "--ignore-unknown-labels" in message
-    code, out = run_cli(capsys, "prepare", archive, "--out", tmp_path / "ws2", "--label-map", label_map,
-                        "--ignore-unknown-labels", "--val-ratio", "0.34")
+    code, out = run_cli(
+        capsys,
+        "prepare",
+        archive,
+        "--out",
+        tmp_path / "ws2",
+        "--label-map",
+        label_map,
+        "--ignore-unknown-labels",
+        "--val-ratio",
+        "0.34",
+    )
     assert code == 0
     kinds = {p["kind"] for p in out["problems"]}
     assert {"unknown_label", "empty_class"} <= kinds
-    assert out["label_map"] == [{"id": 3, "name": "cat", "display_name": "cat"},
-                                {"id": 7, "name": "bird", "display_name": "bird"}]
+    assert out["label_map"] == [
+        {"id": 3, "name": "cat", "display_name": "cat"},
+        {"id": 7, "name": "bird", "display_name": "bird"},
+    ]
     assert out["boxes"] == 1
 
 
@@ -127,12 +140,18 @@ def test_colour_modes_and_rotation_decode_as_rgb_in_tensorflow(tmp_path, capsys)
     from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 
     box = [("cat", 4, 4, 30, 20)]
-    entries = {"gray.jpg": image_bytes(mode="L", color=90), "gray.xml": xml("gray.jpg", (64, 48), box),
-               "cmyk.jpg": image_bytes(mode="CMYK", color=(0, 200, 0, 0)), "cmyk.xml": xml("cmyk.jpg", (64, 48), box),
-               "pal.png": image_bytes(mode="P", color=5, fmt="PNG"), "pal.xml": xml("pal.png", (64, 48), box),
-               "rgba.png": image_bytes(mode="RGBA", color=(0, 0, 255, 0), fmt="PNG"),
-               "rgba.xml": xml("rgba.png", (64, 48), box),
-               "rot.jpg": image_bytes((64, 48), orientation=8), "rot.xml": xml("rot.jpg", (48, 64), box)}
+    entries = {
+        "gray.jpg": image_bytes(mode="L", color=90),
+        "gray.xml": xml("gray.jpg", (64, 48), box),
+        "cmyk.jpg": image_bytes(mode="CMYK", color=(0, 200, 0, 0)),
+        "cmyk.xml": xml("cmyk.jpg", (64, 48), box),
+        "pal.png": image_bytes(mode="P", color=5, fmt="PNG"),
+        "pal.xml": xml("pal.png", (64, 48), box),
+        "rgba.png": image_bytes(mode="RGBA", color=(0, 0, 255, 0), fmt="PNG"),
+        "rgba.xml": xml("rgba.png", (64, 48), box),
+        "rot.jpg": image_bytes((64, 48), orientation=8),
+        "rot.xml": xml("rot.jpg", (48, 64), box),
+    }
     archive = write_zip(tmp_path / "modes.zip", entries)
     code, out = run_cli(capsys, "prepare", archive, "--out", tmp_path / "ws", "--val-ratio", "0.4")
     assert code == 0
@@ -142,7 +161,9 @@ def test_colour_modes_and_rotation_decode_as_rgb_in_tensorflow(tmp_path, capsys)
         for record in tf.data.TFRecordDataset(path):
             decoded = decoder.decode(record)
             shapes[int(decoded["source_id"].numpy())] = tuple(decoded["image"].shape)
-            if decoded["source_id"].numpy() == b"4":  # rgba.png (ids follow sorted file names): transparent -> white matte
+            if (
+                decoded["source_id"].numpy() == b"4"
+            ):  # rgba.png (ids follow sorted file names): transparent -> white matte
                 assert int(tf.reduce_min(decoded["image"])) > 240
     assert sorted(shapes.values()) == sorted([(48, 64, 3)] * 4 + [(64, 48, 3)])
 
@@ -154,11 +175,18 @@ def test_every_problem_kind_is_documented_in_the_readme():
 
 
 def test_cli_starts_without_tensorflow(tmp_path):
-    code = ("import sys, runpy; sys.argv=['pipeline', 'demo', sys.argv[1]]\n"
-            "try:\n    runpy.run_module('pipeline', run_name='__main__')\nexcept SystemExit: pass\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d.zip")], cwd=ROOT,
-                            capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, runpy; sys.argv=['pipeline', 'demo', sys.argv[1]]\n"
+        "try:\n    runpy.run_module('pipeline', run_name='__main__')\nexcept SystemExit: pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "d.zip")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -172,6 +200,7 @@ def test_kangaroo(tmp_path, capsys):
     examples = sum(s["images"] for s in out["splits"].values())
     assert examples == out["usable_images"] == 163
     from pipeline.data.tfrecord import iter_records
+
     paths = out["outputs"]["train_records"] + out["outputs"]["val_records"]
     assert sum(1 for p in paths for _ in iter_records(p)) == 163
     assert all(b"00090.jpg" not in r for p in paths for r in iter_records(p))
@@ -184,7 +213,9 @@ def test_bccd(tmp_path, capsys):
     assert out["images"] == 364 and set(out["classes"]) == {"Platelets", "RBC", "WBC"}
     dropped = [p for p in out["problems"] if p["kind"] == "box_dropped"]
     assert len(dropped) == 2 and all("zero area" in p["detail"] for p in dropped)
-    assert {p["file"] for p in dropped} == {"BCCD/Annotations/BloodImage_00338.xml",
-                                           "BCCD/Annotations/BloodImage_00343.xml"}
+    assert {p["file"] for p in dropped} == {
+        "BCCD/Annotations/BloodImage_00338.xml",
+        "BCCD/Annotations/BloodImage_00343.xml",
+    }
     for name in ("Platelets", "RBC", "WBC"):
         assert out["splits"]["val"]["classes"][name] > 0

@@ -1,4 +1,5 @@
 """Quotas as reservations (store), extraction within a byte budget (ingest), and usage as counted."""
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.usage import dataset_bytes, measure
-from pipeline.errors import DatasetRejected
 from pipeline.data.ingest import ExtractLimits, archive_facts, extract_zip
+from pipeline.errors import DatasetRejected
 from storage import DatasetInUse, NotFound, QuotaExceeded, StoreError, open_store
 from tests.builders import image_bytes, write_zip
 
@@ -107,14 +108,16 @@ def test_usage_counts_datasets_jobs_and_predictions(db, tmp_path):
 
 # --- extraction ------------------------------------------------------------------------------
 
+
 def _pairs(count: int) -> dict[str, bytes]:
     return {f"images/{n}.jpg": image_bytes(color=(n, 40, 90)) for n in range(count)}
 
 
 def test_small_entries_get_the_ratio_check_too(tmp_path):
     """600 KiB of zeros per entry was under the old 1 MiB grace: 40 of them made 24 MiB from ~25 KiB."""
-    archive = write_zip(tmp_path / "bomb.zip", {**_pairs(1), **{f"images/z{n}.jpg": bytes(600 * 2**10)
-                                                                 for n in range(40)}})
+    archive = write_zip(
+        tmp_path / "bomb.zip", {**_pairs(1), **{f"images/z{n}.jpg": bytes(600 * 2**10) for n in range(40)}}
+    )
     assert archive.stat().st_size < 64 * 2**10
     with pytest.raises(DatasetRejected) as caught:
         extract_zip(archive, tmp_path / "out")
@@ -147,13 +150,35 @@ def test_archive_facts_reads_count_and_declared_size(tmp_path):
 def _many_entries_zip(path: Path, count: int) -> Path:
     """One real entry named 'a', then ``count`` central-directory records pointing at it."""
     local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, zipfile.crc32(b"x") & 0xFFFFFFFF, 1, 1, 1, 0)
-    record = struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0,
-                         zipfile.crc32(b"x") & 0xFFFFFFFF, 1, 1, 1, 0, 0, 0, 0, 0, 0) + b"a"
+    record = (
+        struct.pack(
+            "<4s4B4HL2L5H2L",
+            b"PK\x01\x02",
+            20,
+            3,
+            20,
+            0,
+            0,
+            0,
+            0,
+            0,
+            zipfile.crc32(b"x") & 0xFFFFFFFF,
+            1,
+            1,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        + b"a"
+    )
     with open(path, "wb") as out:
         out.write(local + b"a" + b"x")
         out.write(record * count)
-        out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(record) * count,
-                              len(local) + 2, 0))
+        out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(record) * count, len(local) + 2, 0))
     return path
 
 

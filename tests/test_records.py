@@ -1,4 +1,5 @@
 """The hand-written TFRecord / tf.train.Example bytes, checked against real TensorFlow."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +13,15 @@ tf = pytest.importorskip("tensorflow")
 tf_example_decoder = pytest.importorskip("official.vision.dataloaders.tf_example_decoder")
 from PIL import Image  # noqa: E402
 
-from pipeline.data.samples import Box, Sample, Transform  # noqa: E402
 from pipeline.data.records import build_example, shard_count, write_records  # noqa: E402
+from pipeline.data.samples import Box, Sample, Transform  # noqa: E402
 from pipeline.data.tfrecord import (  # noqa: E402
-    Bytes, Floats, Ints, TFRecordWriter, encode_example, iter_records,
+    Bytes,
+    Floats,
+    Ints,
+    TFRecordWriter,
+    encode_example,
+    iter_records,
 )
 from pipeline.data.workspace import Workspace  # noqa: E402
 
@@ -42,18 +48,22 @@ def test_encode_example_matches_tensorflow():
         "explicit": Floats([1, 2]),
     }
     ours = encode_example(features)
-    expected = tf.train.Example(features=tf.train.Features(feature={
-        "ints": _feature(int64_list=tf.train.Int64List(value=[0, 1, -1, 300, big, -(2**63), 1])),
-        "int": _feature(int64_list=tf.train.Int64List(value=[7])),
-        "floats": _feature(float_list=tf.train.FloatList(value=[0.5, -1.25, 3.0e38, 1e-3])),
-        "float": _feature(float_list=tf.train.FloatList(value=[0.1])),
-        "bytes": _feature(bytes_list=tf.train.BytesList(value=[b"", b"\x00\xff", "ключ".encode()])),
-        "text": _feature(bytes_list=tf.train.BytesList(value=["кот".encode()])),
-        "empty/f": _feature(float_list=tf.train.FloatList(value=[])),
-        "empty/i": _feature(int64_list=tf.train.Int64List(value=[])),
-        "empty/b": _feature(bytes_list=tf.train.BytesList(value=[])),
-        "explicit": _feature(float_list=tf.train.FloatList(value=[1.0, 2.0])),
-    }))
+    expected = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "ints": _feature(int64_list=tf.train.Int64List(value=[0, 1, -1, 300, big, -(2**63), 1])),
+                "int": _feature(int64_list=tf.train.Int64List(value=[7])),
+                "floats": _feature(float_list=tf.train.FloatList(value=[0.5, -1.25, 3.0e38, 1e-3])),
+                "float": _feature(float_list=tf.train.FloatList(value=[0.1])),
+                "bytes": _feature(bytes_list=tf.train.BytesList(value=[b"", b"\x00\xff", "ключ".encode()])),
+                "text": _feature(bytes_list=tf.train.BytesList(value=["кот".encode()])),
+                "empty/f": _feature(float_list=tf.train.FloatList(value=[])),
+                "empty/i": _feature(int64_list=tf.train.Int64List(value=[])),
+                "empty/b": _feature(bytes_list=tf.train.BytesList(value=[])),
+                "explicit": _feature(float_list=tf.train.FloatList(value=[1.0, 2.0])),
+            }
+        )
+    )
     assert tf.train.Example.FromString(ours) == expected
     assert encode_example(dict(reversed(features.items()))) == ours
     # Byte for byte per feature; a whole-map comparison is not possible because upb's
@@ -64,16 +74,19 @@ def test_encode_example_matches_tensorflow():
         assert encode_example({key: value}) == single.SerializeToString()
 
 
-@pytest.mark.parametrize("features, error", [
-    ({"a": []}, TypeError),
-    ({"a": [1, 0.5]}, TypeError),
-    ({"a": [b"x", 1]}, TypeError),
-    ({"a": {"b": 1}}, TypeError),
-    ({"a": None}, TypeError),
-    ({"a": 2**63}, ValueError),
-    ({"a": Ints([-(2**63) - 1])}, ValueError),
-    ({1: 1}, TypeError),
-])
+@pytest.mark.parametrize(
+    "features, error",
+    [
+        ({"a": []}, TypeError),
+        ({"a": [1, 0.5]}, TypeError),
+        ({"a": [b"x", 1]}, TypeError),
+        ({"a": {"b": 1}}, TypeError),
+        ({"a": None}, TypeError),
+        ({"a": 2**63}, ValueError),
+        ({"a": Ints([-(2**63) - 1])}, ValueError),
+        ({1: 1}, TypeError),
+    ],
+)
 def test_encode_example_rejects_untyped_or_out_of_range(features, error):
     with pytest.raises(error):
         encode_example(features)
@@ -144,9 +157,17 @@ def _save(path: Path, size: tuple[int, int], color, mode="RGB", **options) -> No
 
 def _sample(ws: Workspace, sample_id: int, image: str, size, boxes=(), transform=Transform()):
     data = (ws.source / image).read_bytes()
-    return Sample(id=sample_id, image=image, annotation=None, width=size[0], height=size[1],
-                  boxes=tuple(boxes), sha256=hashlib.sha256(data).hexdigest(),
-                  size_bytes=len(data), transform=transform)
+    return Sample(
+        id=sample_id,
+        image=image,
+        annotation=None,
+        width=size[0],
+        height=size[1],
+        boxes=tuple(boxes),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        transform=transform,
+    )
 
 
 def _make_dataset(root: Path) -> tuple[Workspace, dict[str, list[Sample]]]:
@@ -215,8 +236,10 @@ def test_model_garden_decoder_reads_every_example(written):
             size = (decoded["height"].numpy(), decoded["width"].numpy())
             assert size == (sample.height, sample.width)
             assert decoded["image"].shape == (sample.height, sample.width, 3)
-            expected_boxes = [[b.ymin / sample.height, b.xmin / sample.width,
-                               b.ymax / sample.height, b.xmax / sample.width] for b in sample.boxes]
+            expected_boxes = [
+                [b.ymin / sample.height, b.xmin / sample.width, b.ymax / sample.height, b.xmax / sample.width]
+                for b in sample.boxes
+            ]
             boxes = decoded["groundtruth_boxes"].numpy()
             assert boxes.shape == (len(sample.boxes), 4)
             if sample.boxes:
@@ -253,8 +276,10 @@ def test_extra_keys_and_passthrough_bytes(written):
         assert parsed["image/key/sha256"].numpy() == hashlib.sha256(encoded).hexdigest().encode()
         texts = tf.sparse.to_dense(parsed["image/object/class/text"]).numpy().tolist()
         assert texts == [b.label.encode() for b in sample.boxes]
-        flags = {k: tf.sparse.to_dense(parsed[f"image/object/{k}"]).numpy().tolist()
-                 for k in ("difficult", "truncated", "is_crowd")}
+        flags = {
+            k: tf.sparse.to_dense(parsed[f"image/object/{k}"]).numpy().tolist()
+            for k in ("difficult", "truncated", "is_crowd")
+        }
         assert flags["difficult"] == [int(b.difficult) for b in sample.boxes]
         assert flags["truncated"] == [int(b.truncated) for b in sample.boxes]
         assert flags["is_crowd"] == [0] * len(sample.boxes)
@@ -275,16 +300,12 @@ def test_one_worker_and_many_write_identical_files(written, tmp_path):
 def test_stale_shards_are_removed(tmp_path):
     ws, splits = _make_dataset(tmp_path)
     ws.data.mkdir(parents=True)
-    stale = [ws.shard("train", 3, 9), ws.shard("val", 0, 1),
-             ws.data / "train-00004-of-00009.tmp-123-abc"]
-    kept = [ws.shard("test", 0, 2), ws.data / "train-extra-00000-of-00001.tfrecord",
-            ws.label_map]
+    stale = [ws.shard("train", 3, 9), ws.shard("val", 0, 1), ws.data / "train-00004-of-00009.tmp-123-abc"]
+    kept = [ws.shard("test", 0, 2), ws.data / "train-extra-00000-of-00001.tfrecord", ws.label_map]
     for path in stale + kept:
         path.write_bytes(b"old")
-    report = write_records(ws, {"train": splits["train"], "val": []}, CLASS_IDS,
-                           workers=1, num_shards=3)
-    assert [Path(p).name for p in report.splits["train"]] == [
-        f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
+    report = write_records(ws, {"train": splits["train"], "val": []}, CLASS_IDS, workers=1, num_shards=3)
+    assert [Path(p).name for p in report.splits["train"]] == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
     assert report.splits["val"] == () and ws.records("val") == []
     assert not any(path.exists() for path in stale)
     assert all(path.read_bytes() == b"old" for path in kept)

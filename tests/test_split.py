@@ -1,4 +1,5 @@
 """Properties of the seeded, stratified split, checked on random sample lists."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,16 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.data.samples import SPLITS, Box, Sample
-from pipeline.errors import UsageError
 from pipeline.data.split import split_samples, split_stats, split_warnings
+from pipeline.errors import UsageError
 
 LABELS = "ABCD"
 
 
 def make(sample_id: int, labels, sha: str | None = None, folder: str | None = None) -> Sample:
-    return Sample(id=sample_id, image=f"img{sample_id}.jpg", annotation=None, width=100, height=100,
-                  boxes=tuple(Box(label, 1, 1, 10, 10) for label in labels),
-                  sha256=sha or f"{sample_id:064x}", size_bytes=1, folder_split=folder)
+    return Sample(
+        id=sample_id,
+        image=f"img{sample_id}.jpg",
+        annotation=None,
+        width=100,
+        height=100,
+        boxes=tuple(Box(label, 1, 1, 10, 10) for label in labels),
+        sha256=sha or f"{sample_id:064x}",
+        size_bytes=1,
+        folder_split=folder,
+    )
 
 
 @st.composite
@@ -58,8 +67,11 @@ def needs(units, test_ratio):
     for _, labels in units:
         for label in labels:
             counts[label] += 1
-    return {label: {"train", "val"} | ({"test"} if test_ratio > 0 and n >= 3 else set())
-            for label, n in counts.items() if n >= 2}
+    return {
+        label: {"train", "val"} | ({"test"} if test_ratio > 0 and n >= 3 else set())
+        for label, n in counts.items()
+        if n >= 2
+    }
 
 
 def unmet(units, unit_splits, required):
@@ -186,9 +198,20 @@ def test_duplicates_count_once_for_the_minimum():
         split_samples([make(1, "A")], 0.2)
 
 
-@pytest.mark.parametrize("val_ratio, test_ratio", [
-    (0, 0), (1, 0), (-0.1, 0), (1.5, 0), (math.nan, 0), (0.2, -0.1), (0.2, 1), (0.5, 0.5), (0.7, 0.4),
-])
+@pytest.mark.parametrize(
+    "val_ratio, test_ratio",
+    [
+        (0, 0),
+        (1, 0),
+        (-0.1, 0),
+        (1.5, 0),
+        (math.nan, 0),
+        (0.2, -0.1),
+        (0.2, 1),
+        (0.5, 0.5),
+        (0.7, 0.4),
+    ],
+)
 def test_ratios_out_of_range_are_refused(val_ratio, test_ratio):
     samples = [make(i, "A") for i in range(10)]
     with pytest.raises(UsageError, match="below 1"):
@@ -197,11 +220,14 @@ def test_ratios_out_of_range_are_refused(val_ratio, test_ratio):
 
 # ---------------------------------------------------------------- folders
 
+
 def test_folders_are_kept_and_the_rest_is_split_by_ratio():
-    samples = ([make(i, "A", folder="train") for i in range(10)]
-               + [make(i, "A", folder="val") for i in range(10, 13)]
-               + [make(i, "A", folder="test") for i in range(13, 15)]
-               + [make(i, "B") for i in range(15, 25)])
+    samples = (
+        [make(i, "A", folder="train") for i in range(10)]
+        + [make(i, "A", folder="val") for i in range(10, 13)]
+        + [make(i, "A", folder="test") for i in range(13, 15)]
+        + [make(i, "B") for i in range(15, 25)]
+    )
     assignment = split_samples(samples, 0.2, use_folders=True)
     for sample in samples[:15]:
         assert assignment[sample.id] == sample.folder_split
@@ -210,8 +236,9 @@ def test_folders_are_kept_and_the_rest_is_split_by_ratio():
 
 
 def test_without_a_val_folder_val_is_carved_from_the_train_folder():
-    samples = ([make(i, "AB"[i % 2], folder="train") for i in range(20)]
-               + [make(i, "A", folder="test") for i in range(20, 25)])
+    samples = [make(i, "AB"[i % 2], folder="train") for i in range(20)] + [
+        make(i, "A", folder="test") for i in range(20, 25)
+    ]
     assignment = split_samples(samples, 0.25, use_folders=True)
     trained = [assignment[i] for i in range(20)]
     assert trained.count("val") == 5 and trained.count("test") == 0
@@ -226,8 +253,13 @@ def test_no_folders_is_a_usage_error():
 
 
 def test_copies_in_two_folders_follow_the_held_out_one():
-    samples = [make(1, "A", sha="x", folder="train"), make(2, "A", sha="x", folder="val"),
-               make(3, "A", folder="train"), make(4, "A", sha="y", folder="test"), make(5, "A", sha="y")]
+    samples = [
+        make(1, "A", sha="x", folder="train"),
+        make(2, "A", sha="x", folder="val"),
+        make(3, "A", folder="train"),
+        make(4, "A", sha="y", folder="test"),
+        make(5, "A", sha="y"),
+    ]
     assignment = split_samples(samples, 0.2, use_folders=True)
     assert assignment == {1: "val", 2: "val", 3: "train", 4: "test", 5: "test"}
 
@@ -250,8 +282,10 @@ def test_folder_mode_keeps_folders_and_duplicates_together(samples, seed):
     for sample in samples:
         groups[sample.sha256].append(sample)
     # A group in several folders follows its most held-out copy.
-    folder_of = {sha: max((s.folder_split for s in group if s.folder_split), key=SPLITS.index, default=None)
-                 for sha, group in groups.items()}
+    folder_of = {
+        sha: max((s.folder_split for s in group if s.folder_split), key=SPLITS.index, default=None)
+        for sha, group in groups.items()
+    }
     has_val_folder = "val" in folder_of.values()
     for sha, group in groups.items():
         assert len({assignment[s.id] for s in group}) == 1
@@ -262,6 +296,7 @@ def test_folder_mode_keeps_folders_and_duplicates_together(samples, seed):
 
 
 # ---------------------------------------------------------------- stats and warnings
+
 
 def test_stats_count_images_boxes_and_final_classes_of_used_splits():
     samples = [make(1, ["WBC", "RBC", "RBC"]), make(2, ["wbc"]), make(3, []), make(4, ["junk"])]
@@ -276,8 +311,11 @@ def test_stats_count_images_boxes_and_final_classes_of_used_splits():
 
 
 def test_warnings_name_the_class_and_what_to_do():
-    samples = ([make(i, ["WBC", "RBC"]) for i in range(3)] + [make(i, ["RBC"]) for i in range(3, 40)]
-               + [make(40, ["WBC"]), make(41, ["RBC"]), make(42, ["RBC"]), make(43, ["gone"])])
+    samples = (
+        [make(i, ["WBC", "RBC"]) for i in range(3)]
+        + [make(i, ["RBC"]) for i in range(3, 40)]
+        + [make(40, ["WBC"]), make(41, ["RBC"]), make(42, ["RBC"]), make(43, ["gone"])]
+    )
     assignment = {s.id: "train" for s in samples} | {40: "val", 41: "val", 42: "val", 43: "val"}
     warnings = split_warnings(samples, assignment, lambda label: None if label == "gone" else label)
     assert warnings == (
@@ -289,8 +327,7 @@ def test_warnings_name_the_class_and_what_to_do():
 def test_warnings_for_a_class_missing_from_a_split():
     samples = [make(1, "A"), make(2, "B"), make(3, "B")]
     warnings = split_warnings(samples, {1: "val", 2: "train", 3: "test"})
-    assert ("class 'A' has no training images; the detector cannot learn it — add more images of it"
-            in warnings)
+    assert "class 'A' has no training images; the detector cannot learn it — add more images of it" in warnings
     assert any(w.startswith("class 'B' has no validation images") for w in warnings)
     assert any(w.startswith("class 'A' has no test images") for w in warnings)
 

@@ -1,4 +1,5 @@
 """The store on real SQLite (in memory and on disk): schema, ownership, queue, event mirror, threads."""
+
 from __future__ import annotations
 
 import re
@@ -29,13 +30,18 @@ def ready_dataset(store, user_id=ALICE, name="kangaroo.zip"):
 
 def queue_job(store, user_id=ALICE, dataset=None):
     dataset = dataset or ready_dataset(store, user_id)
-    return store.add_job(user_id, chat_id=user_id, dataset_id=dataset.id, job_dir=f"/jobs/{user_id}",
-                         model="ssd_mobilenet", request={"steps": 500})
+    return store.add_job(
+        user_id,
+        chat_id=user_id,
+        dataset_id=dataset.id,
+        job_dir=f"/jobs/{user_id}",
+        model="ssd_mobilenet",
+        request={"steps": 500},
+    )
 
 
 def events(first, count):
-    return [{"event": "progress", "step": (first + i) * 10, "time": 1.0 + i, "loss": 0.5}
-            for i in range(count)]
+    return [{"event": "progress", "step": (first + i) * 10, "time": 1.0 + i, "loss": 0.5} for i in range(count)]
 
 
 def versions(path):
@@ -44,6 +50,7 @@ def versions(path):
 
 
 # --- schema and migrations ---------------------------------------------------------------------
+
 
 def test_file_store_migrates_once_and_reopening_changes_nothing(tmp_path):
     path = tmp_path / "state" / "detbot.db"
@@ -58,8 +65,7 @@ def test_file_store_migrates_once_and_reopening_changes_nothing(tmp_path):
 
 
 def test_memory_store_has_every_table(store):
-    assert {"users", "datasets", "jobs", "job_events", "notices", "schema_migrations"} <= set(
-        store.db.table_names())
+    assert {"users", "datasets", "jobs", "job_events", "notices", "schema_migrations"} <= set(store.db.table_names())
 
 
 def test_new_migrations_run_in_order_and_only_once(tmp_path):
@@ -113,13 +119,13 @@ def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path):
 
 # --- users and datasets -----------------------------------------------------------------------
 
+
 def test_users_are_created_once_and_keep_their_settings(store):
     assert store.ensure_user(ALICE, "Alice").name == "Alice"
     store.set_model(ALICE, "ssd_mobilenet")
     store.set_quota(ALICE, max_jobs=3)
     user = store.ensure_user(ALICE, "Alice B.")
-    assert (user.name, user.chosen_model, user.max_jobs, user.max_bytes) == (
-        "Alice B.", "ssd_mobilenet", 3, None)
+    assert (user.name, user.chosen_model, user.max_jobs, user.max_bytes) == ("Alice B.", "ssd_mobilenet", 3, None)
     assert store.set_quota(ALICE, max_jobs=None).max_jobs is None
     with pytest.raises(NotFound, match="ensure_user"):
         store.get_user(BOB)
@@ -153,6 +159,7 @@ def test_a_job_needs_a_ready_dataset(store):
 
 
 # --- ownership ---------------------------------------------------------------------------------
+
 
 def test_one_user_never_reaches_another_users_rows(store):
     dataset = ready_dataset(store, ALICE, name="alice-secret-holiday.zip")
@@ -190,12 +197,14 @@ def test_someone_elses_id_and_a_made_up_id_read_the_same(store):
 
 # --- jobs and the queue ------------------------------------------------------------------------
 
+
 def test_queue_is_first_come_first_served_even_within_one_clock_tick():
     with open_store(None, clock=lambda: 1000.0) as store:
         dataset = ready_dataset(store, ALICE)
         ready_dataset(store, BOB)
-        first, second, third = (queue_job(store, user, dataset if user == ALICE else
-                                           store.datasets(BOB)[0]) for user in (ALICE, BOB, ALICE))
+        first, second, third = (
+            queue_job(store, user, dataset if user == ALICE else store.datasets(BOB)[0]) for user in (ALICE, BOB, ALICE)
+        )
         assert [job.id for job in store.queued_jobs()] == [first.id, second.id, third.id]
         assert [store.queue_position(job.id) for job in (first, second, third)] == [1, 2, 3]
         store.update_job(first.id, status="starting", pid=4242)
@@ -211,10 +220,20 @@ def test_queue_is_first_come_first_served_even_within_one_clock_tick():
 
 def test_update_job_sets_known_columns_only(store):
     job = queue_job(store)
-    updated = store.update_job(job.id, status="running", pid=77, archive=Path("/jobs/a.zip"),
-                               request={"steps": 900}, last_status_text="step 10")
+    updated = store.update_job(
+        job.id,
+        status="running",
+        pid=77,
+        archive=Path("/jobs/a.zip"),
+        request={"steps": 900},
+        last_status_text="step 10",
+    )
     assert (updated.status, updated.pid, updated.archive, updated.request) == (
-        "running", 77, Path("/jobs/a.zip"), {"steps": 900})
+        "running",
+        77,
+        Path("/jobs/a.zip"),
+        {"steps": 900},
+    )
     assert updated.active and not updated.done and updated.updated >= job.updated
     with pytest.raises(ValueError, match="user_id"):
         store.update_job(job.id, user_id=BOB)
@@ -226,6 +245,7 @@ def test_update_job_sets_known_columns_only(store):
 
 
 # --- the events.jsonl mirror -------------------------------------------------------------------
+
 
 def test_replaying_an_event_batch_changes_nothing(store):
     job = queue_job(store)
@@ -247,8 +267,10 @@ def test_events_and_offset_commit_together_or_not_at_all(tmp_path):
         store.add_events(job.id, 0, events(0, 2), new_offset=200)
         # Our own constraint violation, after the rows are in but before the offset is: the crash
         # the transaction exists for.
-        store.db.execute("CREATE TRIGGER no_offset BEFORE UPDATE OF events_offset ON jobs "
-                         "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END")
+        store.db.execute(
+            "CREATE TRIGGER no_offset BEFORE UPDATE OF events_offset ON jobs "
+            "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
+        )
         with pytest.raises(StoreError, match="simulated crash"):
             store.add_events(job.id, 2, events(2, 3), new_offset=500)
         assert [e.seq for e in store.events(job.id)] == [0, 1]
@@ -267,8 +289,12 @@ def test_a_malformed_event_is_refused_before_anything_is_written(store):
 
 def test_events_filter_by_position_and_kind(store):
     job = queue_job(store)
-    batch = [{"event": "started", "step": 0, "time": 1.0}, *events(1, 2),
-             {"event": "nan", "step": 30, "time": 4.0, "loss": "nan"}, *events(4, 1)]
+    batch = [
+        {"event": "started", "step": 0, "time": 1.0},
+        *events(1, 2),
+        {"event": "nan", "step": 30, "time": 4.0, "loss": "nan"},
+        *events(4, 1),
+    ]
     store.add_events(job.id, 0, batch, new_offset=999)
     assert [e.payload for e in store.events(job.id)] == batch
     assert [e.seq for e in store.events(job.id, since_seq=3)] == [3, 4]
@@ -279,6 +305,7 @@ def test_events_filter_by_position_and_kind(store):
 
 
 # --- notices -----------------------------------------------------------------------------------
+
 
 def test_a_notice_is_recorded_once_per_job_kind_and_step(store):
     job = queue_job(store)
@@ -298,6 +325,7 @@ def test_a_notice_is_recorded_once_per_job_kind_and_step(store):
 
 # --- threads -----------------------------------------------------------------------------------
 
+
 def test_threads_and_a_second_connection_write_without_locking_errors(tmp_path):
     path = tmp_path / "detbot.db"
     bot, other_process = open_store(path), open_store(path)
@@ -314,8 +342,9 @@ def test_threads_and_a_second_connection_write_without_locking_errors(tmp_path):
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
 
-    threads = [threading.Thread(target=mirror, args=(bot if i % 2 else other_process, job.id))
-               for i, job in enumerate(jobs)]
+    threads = [
+        threading.Thread(target=mirror, args=(bot if i % 2 else other_process, job.id)) for i, job in enumerate(jobs)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -329,10 +358,13 @@ def test_threads_and_a_second_connection_write_without_locking_errors(tmp_path):
 
 # --- property: the queue is exactly the queued jobs, in creation order --------------------------
 
-operations = st.lists(st.one_of(
-    st.tuples(st.just("add"), st.sampled_from([ALICE, BOB])),
-    st.tuples(st.just("set"), st.integers(0, 15), st.sampled_from(JOB_STATUSES)),
-), max_size=30)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.sampled_from([ALICE, BOB])),
+        st.tuples(st.just("set"), st.integers(0, 15), st.sampled_from(JOB_STATUSES)),
+    ),
+    max_size=30,
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,5 +1,6 @@
 """Real, short TensorFlow trainings on CPU: events, resume after kill -9, NaN roll-back, stop,
 early stopping, pretrained weights over HTTP. No mocked TensorFlow."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,19 @@ def workspace(shapes_workspace) -> Path:
 
 
 def train(capsys, workspace: Path, job: Path, *args) -> tuple[int, dict]:
-    code = main(["train", str(workspace), "--model", "mobilenetv2-fpn", "--no-pretrained",
-                 "--job-dir", str(job), "--json", *map(str, args)])
+    code = main(
+        [
+            "train",
+            str(workspace),
+            "--model",
+            "mobilenetv2-fpn",
+            "--no-pretrained",
+            "--job-dir",
+            str(job),
+            "--json",
+            *map(str, args),
+        ]
+    )
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -52,8 +64,21 @@ def wait_for(job: Path, predicate, timeout: float = 240.0) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained_job(workspace, tmp_path_factory) -> Path:
     job = tmp_path_factory.mktemp("jobs") / "short"
-    code = main(["train", str(workspace), "--model", "mobilenetv2-fpn", "--no-pretrained", "--steps", "10",
-                 "--job-dir", str(job), *FAST, "trainer.validation_interval=10"])
+    code = main(
+        [
+            "train",
+            str(workspace),
+            "--model",
+            "mobilenetv2-fpn",
+            "--no-pretrained",
+            "--steps",
+            "10",
+            "--job-dir",
+            str(job),
+            *FAST,
+            "trainer.validation_interval=10",
+        ]
+    )
     assert code == 0
     return job
 
@@ -104,16 +129,25 @@ def test_resume_after_kill_9_repeats_no_checkpointed_step(workspace, tmp_path, c
     assert len(restarts) == 2
     resumed = events[restarts[1]]
     assert resumed["resumed"] is True and resumed["step"] >= killed_at
-    after = [e["step"] for e in events[restarts[1]:] if e["event"] == "progress"]
+    after = [e["step"] for e in events[restarts[1] :] if e["event"] == "progress"]
     assert after and min(after) > resumed["step"]
     assert events[-1]["event"] == "finished" and events[-1]["step"] == 40
 
 
 def test_nan_rolls_back_lowers_the_learning_rate_and_finishes(workspace, tmp_path, capsys):
     job = tmp_path / "job"
-    code, _ = train(capsys, workspace, job, "--steps", "20", "--recovery-lr-factor", "0.0001", *FAST,
-                    "trainer.validation_interval=20",
-                    "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1000")
+    code, _ = train(
+        capsys,
+        workspace,
+        job,
+        "--steps",
+        "20",
+        "--recovery-lr-factor",
+        "0.0001",
+        *FAST,
+        "trainer.validation_interval=20",
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1000",
+    )
     assert code == 0
     events = read_events(job / "events.jsonl")
     names = [e["event"] for e in events]
@@ -131,9 +165,18 @@ def test_nan_rolls_back_lowers_the_learning_rate_and_finishes(workspace, tmp_pat
 
 def test_nan_that_persists_fails_with_advice(workspace, tmp_path, capsys):
     job = tmp_path / "job"
-    code, _ = train(capsys, workspace, job, "--steps", "20", "--max-recoveries", "1", *FAST,
-                    "trainer.validation_interval=20",
-                    "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1e9")
+    code, _ = train(
+        capsys,
+        workspace,
+        job,
+        "--steps",
+        "20",
+        "--max-recoveries",
+        "1",
+        *FAST,
+        "trainer.validation_interval=20",
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1e9",
+    )
     assert code == 2
     assert kinds(job) == ["started", "nan", "recovered", "failed"]
     failed = read_events(job / "events.jsonl")[-1]
@@ -143,8 +186,17 @@ def test_nan_that_persists_fails_with_advice(workspace, tmp_path, capsys):
 
 def test_stop_checkpoints_and_exits(workspace, tmp_path, capsys):
     job = tmp_path / "job"
-    code, out = train(capsys, workspace, job, "--steps", "5000", "--detach", "trainer.steps_per_loop=5",
-                      "trainer.checkpoint_interval=1000", "trainer.validation_interval=5000")
+    code, out = train(
+        capsys,
+        workspace,
+        job,
+        "--steps",
+        "5000",
+        "--detach",
+        "trainer.steps_per_loop=5",
+        "trainer.checkpoint_interval=1000",
+        "trainer.validation_interval=5000",
+    )
     wait_for(job, lambda ev: any(e["event"] == "progress" for e in ev))
     assert main(["stop", str(job), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["was_running"] is True
@@ -156,10 +208,19 @@ def test_stop_checkpoints_and_exits(workspace, tmp_path, capsys):
 
 def test_early_stop_when_ap_stops_improving(workspace, tmp_path, capsys):
     job = tmp_path / "job"
-    code, _ = train(capsys, workspace, job, "--steps", "30", "--early-stop", "1", *FAST,
-                    "trainer.validation_interval=5",
-                    "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.0",
-                    "trainer.optimizer_config.warmup.linear.warmup_learning_rate=0.0")
+    code, _ = train(
+        capsys,
+        workspace,
+        job,
+        "--steps",
+        "30",
+        "--early-stop",
+        "1",
+        *FAST,
+        "trainer.validation_interval=5",
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.0",
+        "trainer.optimizer_config.warmup.linear.warmup_learning_rate=0.0",
+    )
     assert code == 0
     events = read_events(job / "events.jsonl")
     assert [e["step"] for e in events if e["event"] == "eval"] == [5, 10]
@@ -167,10 +228,10 @@ def test_early_stop_when_ap_stops_improving(workspace, tmp_path, capsys):
 
 
 def test_pretrained_weights_come_over_http_and_initialise_the_backbone(trained_job, workspace, tmp_path, capsys):
+    from pipeline.train.config import TrainRequest, load_params
     from pipeline.train.hardware import detect_hardware
     from pipeline.train.job_folder import JobState, load_job
     from pipeline.train.launch import create_job
-    from pipeline.train.config import TrainRequest, load_params
     from pipeline.train.session import Session
 
     source, meta = load_job(trained_job)
@@ -185,8 +246,13 @@ def test_pretrained_weights_come_over_http_and_initialise_the_backbone(trained_j
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/weights.tar.gz"
-        new, _ = create_job(workspace, TrainRequest("mobilenetv2-fpn", steps=10, pretrained_url=url),
-                            tmp_path / "job", detect_hardware(), tmp_path / "cache")
+        new, _ = create_job(
+            workspace,
+            TrainRequest("mobilenetv2-fpn", steps=10, pretrained_url=url),
+            tmp_path / "job",
+            detect_hardware(),
+            tmp_path / "cache",
+        )
     finally:
         server.shutdown()
     assert json.loads(new.job.read_text())["init_checkpoint"].startswith(str(tmp_path / "cache"))

@@ -1,4 +1,5 @@
 """The generated Model Garden config: presets, hardware, schedule, strict overrides (no training)."""
+
 from __future__ import annotations
 
 import json
@@ -7,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.main import main
-from pipeline.errors import UsageError
-from pipeline.train.hardware import Hardware
-from pipeline.train.job_folder import JobState
-from pipeline.train.catalogue import catalog, get_model, recommend
 from pipeline.data.steps import PrepareOptions, prepare
 from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
-from pipeline.train.config import (TrainRequest, build_params, load_params, plan_schedule, save_params,
-                                   workspace_facts)
 from pipeline.data.workspace import Workspace
+from pipeline.errors import UsageError
+from pipeline.train.catalogue import catalog, get_model, recommend
+from pipeline.train.config import TrainRequest, build_params, load_params, plan_schedule, save_params, workspace_facts
+from pipeline.train.hardware import Hardware
+from pipeline.train.job_folder import JobState
 
 pytest.importorskip("official")
 CPU = Hardware(cpu_cores=2)
@@ -68,9 +68,11 @@ def test_gpu_preset_uses_every_gpu_mixed_precision_and_sync_bn(facts):
     assert t4.runtime.loss_scale == "dynamic" and t4.runtime.enable_xla is True
 
 
-@pytest.mark.parametrize("hardware, policy, loss_scaled", [(TWO_A100, "mixed_bfloat16", False),
-                                                           (ONE_T4, "mixed_float16", True), (CPU, "float32", False)],
-                         ids=["bfloat16", "float16", "float32"])
+@pytest.mark.parametrize(
+    "hardware, policy, loss_scaled",
+    [(TWO_A100, "mixed_bfloat16", False), (ONE_T4, "mixed_float16", True), (CPU, "float32", False)],
+    ids=["bfloat16", "float16", "float32"],
+)
 def test_model_garden_accepts_the_planned_precision(facts, hardware, policy, loss_scaled):
     """The defect: `mixed_bfloat16` made Model Garden raise before the first step on every modern GPU."""
     import tf_keras
@@ -93,8 +95,12 @@ def test_model_garden_accepts_the_planned_precision(facts, hardware, policy, los
 def test_multi_host_strategies_are_refused(facts):
     spec = get_model("mobilenetv2-fpn")
     with pytest.raises(UsageError, match="one host"):
-        build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=(
-            "runtime.distribution_strategy=multi_worker_mirrored",)))
+        build_params(
+            spec,
+            facts,
+            CPU,
+            TrainRequest(spec.name, steps=5, overrides=("runtime.distribution_strategy=multi_worker_mirrored",)),
+        )
 
 
 def test_learning_rate_scales_with_batch_and_run_length(facts):
@@ -111,9 +117,20 @@ def test_overrides_are_strict_and_typed(facts):
         build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=("task.model.bogus=1",)))
     with pytest.raises(UsageError, match="key=value"):
         build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=("oops",)))
-    params = build_params(spec, facts, CPU, TrainRequest(spec.name, steps=5, overrides=(
-        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1",
-        "trainer.optimizer_config.warmup.linear.warmup_learning_rate=1e-4", "task.model.head.num_convs=3")))
+    params = build_params(
+        spec,
+        facts,
+        CPU,
+        TrainRequest(
+            spec.name,
+            steps=5,
+            overrides=(
+                "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1",
+                "trainer.optimizer_config.warmup.linear.warmup_learning_rate=1e-4",
+                "task.model.head.num_convs=3",
+            ),
+        ),
+    )
     assert params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate == 1.0
     assert isinstance(params.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate, float)
     assert params.trainer.optimizer_config.warmup.linear.warmup_learning_rate == pytest.approx(1e-4)
@@ -130,7 +147,8 @@ def test_roll_back_state_scales_learning_rate_and_batch(facts):
     # Half the batch below 8 halves the rate (linear there), and the roll-back halves it again.
     assert lr(scaled) == pytest.approx(lr(params) * 0.25)
     assert scaled.trainer.optimizer_config.warmup.linear.warmup_learning_rate == pytest.approx(
-        params.trainer.optimizer_config.warmup.linear.warmup_learning_rate * 0.25)
+        params.trainer.optimizer_config.warmup.linear.warmup_learning_rate * 0.25
+    )
 
 
 def test_recommendation_follows_data_and_hardware():
@@ -156,8 +174,11 @@ def test_unknown_model_lists_the_choices():
 
 
 def test_show_config_prints_yaml(tmp_path, capsys):
-    prepare(make_voc_zip(tmp_path / "s.zip", SyntheticSpec(images=12, seed=4)), tmp_path / "ws",
-            PrepareOptions(val_ratio=0.25))
+    prepare(
+        make_voc_zip(tmp_path / "s.zip", SyntheticSpec(images=12, seed=4)),
+        tmp_path / "ws",
+        PrepareOptions(val_ratio=0.25),
+    )
     assert main(["train", str(tmp_path / "ws"), "--steps", "7", "--show-config", "task.model.head.num_convs=1"]) == 0
     text = capsys.readouterr().out
     assert "train_steps: 7" in text and "num_convs: 1" in text

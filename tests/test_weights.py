@@ -1,4 +1,5 @@
 """Pretrained-weights fetching against a real HTTP server on 127.0.0.1 and real checkpoints."""
+
 from __future__ import annotations
 
 import hashlib
@@ -118,6 +119,7 @@ def _files(root: Path) -> set[str]:
 
 # --- a real TensorFlow checkpoint -------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def real_checkpoint(tmp_path_factory):
     """(tar.gz bytes, {name: bytes} of the bare checkpoint files, the model's weights)."""
@@ -148,8 +150,11 @@ def test_archive_download_extract_and_cache(server, tmp_path, real_checkpoint):
     archive, _, weights = real_checkpoint
     server.files["/vision/resnet.tar.gz"] = archive
     calls = []
-    got = fetch_checkpoint(server.url("/vision/resnet.tar.gz"), tmp_path / "cache",
-                           progress=lambda done, total: calls.append((done, total)))
+    got = fetch_checkpoint(
+        server.url("/vision/resnet.tar.gz"),
+        tmp_path / "cache",
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert not got.from_cache
     assert got.sha256 == hashlib.sha256(archive).hexdigest()
     assert got.prefix.name == "ckpt-1" and got.prefix.parent.name == "resnet"
@@ -190,6 +195,7 @@ def test_local_and_file_url_sources(tmp_path, real_checkpoint):
 
 
 # --- fake checkpoint files: no TensorFlow needed ----------------------------------------
+
 
 def test_highest_step_is_chosen_and_good_sha256_accepted(server, tmp_path):
     archive = _tar_gz(FAKE_FILES)
@@ -237,8 +243,11 @@ def test_stale_part_gets_416_and_restarts(server, tmp_path):
 
 
 def test_bare_prefix_probes_the_shard_count(server, tmp_path):
-    files = {"/p/model.ckpt-7.index": b"idx", "/p/model.ckpt-7.data-00000-of-00002": b"zero",
-             "/p/model.ckpt-7.data-00001-of-00002": b"one"}
+    files = {
+        "/p/model.ckpt-7.index": b"idx",
+        "/p/model.ckpt-7.data-00000-of-00002": b"zero",
+        "/p/model.ckpt-7.data-00001-of-00002": b"one",
+    }
     server.files.update(files)
     got = fetch_checkpoint(server.url("/p/model.ckpt-7.index"), tmp_path / "cache")
     assert got.prefix.name == "model.ckpt-7"
@@ -270,13 +279,16 @@ def _member(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     return info
 
 
-@pytest.mark.parametrize("bad", [
-    {"files": {"../evil": b"boom"}},
-    {"files": {"/tmp/evil-abs": b"boom"}},
-    {"link": _member("model/evil", tarfile.SYMTYPE, "../../../evil")},
-    {"link": _member("model/evil", tarfile.LNKTYPE, "model/ckpt-3.index")},
-    {"link": _member("model/evil", tarfile.CHRTYPE)},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"files": {"../evil": b"boom"}},
+        {"files": {"/tmp/evil-abs": b"boom"}},
+        {"link": _member("model/evil", tarfile.SYMTYPE, "../../../evil")},
+        {"link": _member("model/evil", tarfile.LNKTYPE, "model/ckpt-3.index")},
+        {"link": _member("model/evil", tarfile.CHRTYPE)},
+    ],
+)
 def test_unsafe_archive_is_refused(tmp_path, bad):
     archive = tmp_path / "src" / "evil.tar.gz"
     archive.parent.mkdir()
@@ -307,7 +319,8 @@ def test_cache_entry_with_another_sha256_is_fetched_again(server, tmp_path):
 
 def test_to_https():
     assert to_https("gs://cloud-tpu-checkpoints/vision-2.0/resnet50_imagenet/ckpt-28080") == (
-        "https://storage.googleapis.com/cloud-tpu-checkpoints/vision-2.0/resnet50_imagenet/ckpt-28080")
+        "https://storage.googleapis.com/cloud-tpu-checkpoints/vision-2.0/resnet50_imagenet/ckpt-28080"
+    )
     assert to_https("http://example.com/a.tar.gz") == "http://example.com/a.tar.gz"
     for bad in ("ftp://example.com/a.tar.gz", "gs://bucket-only"):
         with pytest.raises(WeightsError):

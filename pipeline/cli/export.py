@@ -1,4 +1,5 @@
 """The export half of ``python -m pipeline``: export a trained job, predict with the archive."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,9 @@ from pipeline.export.predict import DEFAULT_THRESHOLD, detect, draw, extract, lo
 
 
 def add_commands(sub, common) -> None:
-    p = sub.add_parser("export", parents=[common],
-                       help="export a trained job as a checked model archive (SavedModel, TFLite, samples)")
+    p = sub.add_parser(
+        "export", parents=[common], help="export a trained job as a checked model archive (SavedModel, TFLite, samples)"
+    )
     p.add_argument("job_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="the .zip to write")
     p.add_argument("--no-tflite", action="store_true", help="skip the TFLite conversion")
@@ -20,8 +22,12 @@ def add_commands(sub, common) -> None:
     p.add_argument("archive", type=Path, help="the .zip that `export` wrote")
     p.add_argument("image", type=Path)
     p.add_argument("--out", type=Path, required=True, help="where to write the image with its boxes drawn")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"lowest score to report (default: {DEFAULT_THRESHOLD})")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"lowest score to report (default: {DEFAULT_THRESHOLD})",
+    )
     p.set_defaults(run=_predict)
 
 
@@ -30,16 +36,21 @@ def _export(args):
 
     report = export_job(args.job_dir, args.out, tflite=not args.no_tflite, samples=args.samples)
     payload = report.to_json()
-    rows = [["training (validation)", _num(report.training_ap), _num(report.training_ap50)],
-            ["exported model", _num(report.export_ap), _num(report.export_ap50)]]
+    rows = [
+        ["training (validation)", _num(report.training_ap), _num(report.training_ap50)],
+        ["exported model", _num(report.export_ap), _num(report.export_ap50)],
+    ]
     per_class = [[name, _num(ap)] for name, ap in report.per_class_ap.items()]
-    text = "\n\n".join([
-        f"checkpoint: {report.checkpoint.note}",
-        tables.table(["evaluated", "AP", "AP50"], rows) + f"\n(AP50 must agree within {report.tolerance:.3f})",
-        tables.table(["class", "AP"], per_class),
-        f"TFLite: {'yes' if report.tflite else 'no'} ({report.tflite_note})",
-        f"archive: {report.archive} ({report.archive_bytes / 2**20:.1f} MB, {report.seconds:.0f} s)\n"
-        f"samples: {', '.join(str(p) for p in report.samples) or 'none'}"])
+    text = "\n\n".join(
+        [
+            f"checkpoint: {report.checkpoint.note}",
+            tables.table(["evaluated", "AP", "AP50"], rows) + f"\n(AP50 must agree within {report.tolerance:.3f})",
+            tables.table(["class", "AP"], per_class),
+            f"TFLite: {'yes' if report.tflite else 'no'} ({report.tflite_note})",
+            f"archive: {report.archive} ({report.archive_bytes / 2**20:.1f} MB, {report.seconds:.0f} s)\n"
+            f"samples: {', '.join(str(p) for p in report.samples) or 'none'}",
+        ]
+    )
     return payload, text
 
 
@@ -48,8 +59,11 @@ def _predict(args):
     detections = detect(load_model(extract(args.archive)), image, args.threshold)
     out = draw(image, detections, args.out)
     rows = [[d.label, f"{d.score:.3f}", ", ".join(f"{v:.0f}" for v in d.box)] for d in detections]
-    text = (tables.table(["label", "score", "box (xmin, ymin, xmax, ymax)"], rows) if rows else
-            f"nothing scored {args.threshold} or more")
+    text = (
+        tables.table(["label", "score", "box (xmin, ymin, xmax, ymax)"], rows)
+        if rows
+        else f"nothing scored {args.threshold} or more"
+    )
     return [d.to_json() for d in detections], f"{text}\n\nwrote {out}"
 
 

@@ -4,6 +4,7 @@ A thin layer: parse arguments, call ``steps``, print a table or the JSON contrac
 Errors become one paragraph (or ``{"error": {...}}`` with ``--json``) and a
 non-zero exit code here, and only here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,9 @@ from pipeline.cli import export as cli_export
 from pipeline.cli import tables
 from pipeline.cli import train as cli_train
 from pipeline.data import steps
-from pipeline.errors import PipelineError
 from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from pipeline.data.workspace import Workspace
+from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 3
@@ -29,8 +30,10 @@ def main(argv: list[str] | None = None, visible_devices: str | None = None) -> i
     """``visible_devices``: CUDA_VISIBLE_DEVICES as the entry point read it (None: every GPU)."""
     args = _parse(build_parser(), sys.argv[1:] if argv is None else list(argv))
     args.visible_devices = visible_devices
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         payload, text = args.run(args)
     except PipelineError as error:
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None, visible_devices: str | None = None) -> i
 def _parse(parser: argparse.ArgumentParser, argv: list) -> argparse.Namespace:
     """Everything after the first ``--`` is an override, whatever it looks like: a program that
     builds the command (the bot) puts values there so none can ever be read as an option."""
-    head, tail = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    head, tail = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     # Overrides (key=value) may also follow options; argparse alone would only take them first.
     args, extra = parser.parse_known_args(head)
     extra, tail = [str(token) for token in extra], [str(token) for token in tail]
@@ -68,9 +71,10 @@ def _fail(args, error: dict, message: str, code: int) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline",
-                                     description="Turn a zipped Pascal VOC dataset into checked, split, "
-                                                 "labelled, sharded TFRecords.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Turn a zipped Pascal VOC dataset into checked, split, labelled, sharded TFRecords.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the machine-readable result")
@@ -126,14 +130,16 @@ def _split_args(p):
     p.add_argument("--val-ratio", type=float, default=0.1)
     p.add_argument("--test-ratio", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--use-folders", action="store_true",
-                   help="keep the zip's train/ valid/ test/ folders as the split")
+    p.add_argument("--use-folders", action="store_true", help="keep the zip's train/ valid/ test/ folders as the split")
 
 
 def _label_map_args(p):
     p.add_argument("--label-map", type=Path, help="your label_map.pbtxt; every label in the data must be in it")
-    p.add_argument("--ignore-unknown-labels", action="store_true",
-                   help="with --label-map: leave out boxes whose label is not in it")
+    p.add_argument(
+        "--ignore-unknown-labels",
+        action="store_true",
+        help="with --label-map: leave out boxes whose label is not in it",
+    )
 
 
 def _records_args(p):
@@ -142,15 +148,26 @@ def _records_args(p):
 
 
 def _prepare(args):
-    options = steps.PrepareOptions(val_ratio=args.val_ratio, test_ratio=args.test_ratio, seed=args.seed,
-                                   use_folders=args.use_folders, label_map=args.label_map,
-                                   ignore_unknown_labels=args.ignore_unknown_labels,
-                                   shards=args.shards, workers=args.workers)
+    options = steps.PrepareOptions(
+        val_ratio=args.val_ratio,
+        test_ratio=args.test_ratio,
+        seed=args.seed,
+        use_folders=args.use_folders,
+        label_map=args.label_map,
+        ignore_unknown_labels=args.ignore_unknown_labels,
+        shards=args.shards,
+        workers=args.workers,
+    )
     summary = steps.prepare(args.dataset, args.out, options)
-    text = "\n\n".join([tables.health_text(summary), tables.label_map_text(summary["label_map"]),
-                        tables.split_text(summary["splits"], summary["warnings"]),
-                        tables.records_text(summary["outputs"]),
-                        f"workspace: {args.out}\npreview: {summary['outputs']['preview']}"])
+    text = "\n\n".join(
+        [
+            tables.health_text(summary),
+            tables.label_map_text(summary["label_map"]),
+            tables.split_text(summary["splits"], summary["warnings"]),
+            tables.records_text(summary["outputs"]),
+            f"workspace: {args.out}\npreview: {summary['outputs']['preview']}",
+        ]
+    )
     return summary, text
 
 
@@ -162,18 +179,27 @@ def _inspect(args):
 
 
 def _split(args):
-    report = steps.split(Workspace(args.workspace), args.val_ratio, args.test_ratio, args.seed,
-                         args.use_folders)
+    report = steps.split(Workspace(args.workspace), args.val_ratio, args.test_ratio, args.seed, args.use_folders)
     payload = report.to_json()
     return payload, tables.split_text(payload["splits"], payload["warnings"])
 
 
 def _labels(args):
     ws = Workspace(args.workspace)
-    plan, problems = steps.labels(ws, rename=args.rename, merge=args.merge, drop=args.drop,
-                                  label_map=args.label_map, ignore_unknown=args.ignore_unknown_labels)
-    payload = {"label_map": [asdict(i) for i in plan.label_map.items], "edits": plan.edits.mapping,
-               "problems": [asdict(p) for p in problems], "outputs": {"label_map": str(ws.label_map)}}
+    plan, problems = steps.labels(
+        ws,
+        rename=args.rename,
+        merge=args.merge,
+        drop=args.drop,
+        label_map=args.label_map,
+        ignore_unknown=args.ignore_unknown_labels,
+    )
+    payload = {
+        "label_map": [asdict(i) for i in plan.label_map.items],
+        "edits": plan.edits.mapping,
+        "problems": [asdict(p) for p in problems],
+        "outputs": {"label_map": str(ws.label_map)},
+    }
     text = tables.label_map_text(payload["label_map"])
     if problems:
         text += "\n\n" + tables.problems_text(payload["problems"])
@@ -183,8 +209,12 @@ def _labels(args):
 def _records(args):
     report = steps.records(Workspace(args.workspace), args.shards, args.workers)
     outputs = {f"{split}_records": list(paths) for split, paths in report.splits.items()}
-    payload = {"examples": report.examples, "reencoded": report.reencoded,
-               "bytes_written": report.bytes_written, "outputs": outputs}
+    payload = {
+        "examples": report.examples,
+        "reencoded": report.reencoded,
+        "bytes_written": report.bytes_written,
+        "outputs": outputs,
+    }
     return payload, tables.records_text(outputs)
 
 

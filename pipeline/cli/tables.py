@@ -1,4 +1,5 @@
 """Plain-text tables of the step results, for a terminal."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,10 +14,13 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 def health_text(summary: dict) -> str:
-    parts = [f"images {summary['images']}, labelled {summary['labelled_images']}, "
-             f"boxes {summary['boxes']}, classes {len(summary['classes'])}",
-             table(["class", "boxes", "images"],
-                   [[name, c["boxes"], c["images"]] for name, c in summary["classes"].items()])]
+    parts = [
+        f"images {summary['images']}, labelled {summary['labelled_images']}, "
+        f"boxes {summary['boxes']}, classes {len(summary['classes'])}",
+        table(
+            ["class", "boxes", "images"], [[name, c["boxes"], c["images"]] for name, c in summary["classes"].items()]
+        ),
+    ]
     sizes = summary.get("box_sizes") or {}
     if sizes:
         parts.append("box sizes: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
@@ -35,16 +39,14 @@ def problems_text(problems: list[dict], per_kind: int = 5) -> str:
         if shown[problem["kind"]] <= per_kind:
             lines.append(f"  [{problem['kind']}] {problem['detail']} -> {problem['action']}")
         elif shown[problem["kind"]] == per_kind + 1:
-            lines.append(f"  [{problem['kind']}] ... and {counts[problem['kind']] - per_kind} more "
-                         f"(see --json)")
+            lines.append(f"  [{problem['kind']}] ... and {counts[problem['kind']] - per_kind} more (see --json)")
     return "\n".join(lines)
 
 
 def split_text(splits: dict, warnings: list[str]) -> str:
     classes = sorted({name for s in splits.values() for name in s["classes"]})
     names = list(splits)
-    rows = [["images"] + [splits[n]["images"] for n in names],
-            ["boxes"] + [splits[n]["boxes"] for n in names]]
+    rows = [["images"] + [splits[n]["images"] for n in names], ["boxes"] + [splits[n]["boxes"] for n in names]]
     rows += [[f"  {c}"] + [splits[n]["classes"].get(c, 0) for n in names] for c in classes]
     text = table([""] + names, rows)
     return text + ("\n\nwarnings:\n" + "\n".join(f"  - {w}" for w in warnings) if warnings else "")
@@ -58,8 +60,9 @@ def records_text(outputs: dict) -> str:
     lines = []
     for key, paths in outputs.items():
         if key.endswith("_records"):
-            lines.append(f"{key.removesuffix('_records')}: {len(paths)} shards"
-                         + (f" ({paths[0]} ...)" if paths else ""))
+            lines.append(
+                f"{key.removesuffix('_records')}: {len(paths)} shards" + (f" ({paths[0]} ...)" if paths else "")
+            )
     return "\n".join(lines)
 
 
@@ -68,9 +71,11 @@ def job_text(status: dict) -> str:
     progress = status.get("last_progress")
     if progress:
         eta = progress.get("eta_s")
-        lines.append(f"step {progress['step']}/{progress['total_steps']}  loss {progress['total_loss']}  "
-                     f"lr {progress.get('learning_rate')}  {progress.get('images_per_sec')} img/s"
-                     + (f"  ETA {eta // 60:.0f} min {eta % 60:.0f} s" if isinstance(eta, (int, float)) else ""))
+        lines.append(
+            f"step {progress['step']}/{progress['total_steps']}  loss {progress['total_loss']}  "
+            f"lr {progress.get('learning_rate')}  {progress.get('images_per_sec')} img/s"
+            + (f"  ETA {eta // 60:.0f} min {eta % 60:.0f} s" if isinstance(eta, (int, float)) else "")
+        )
     evaluation = status.get("last_eval")
     if evaluation:
         lines.append(f"last eval at step {evaluation['step']}: AP {evaluation['AP']}  AP50 {evaluation['AP50']}")

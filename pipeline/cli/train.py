@@ -1,4 +1,5 @@
 """The training half of ``python -m pipeline``: models, train, status, stop."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ from pathlib import Path
 import yaml
 
 from pipeline.cli import tables
+from pipeline.data.workspace import Workspace
 from pipeline.train import job_process
-from pipeline.train.job_folder import load_job
-from pipeline.train.hardware import Hardware, detect_hardware, parse_hardware_spec
 from pipeline.train.catalogue import catalog, get_model, recommend
 from pipeline.train.config import TrainRequest, build_params, workspace_facts
-from pipeline.data.workspace import Workspace
+from pipeline.train.hardware import Hardware, detect_hardware, parse_hardware_spec
+from pipeline.train.job_folder import load_job
 
 DEFAULT_WEIGHTS_CACHE = Path("~/.cache/detbot/weights")
 
@@ -31,20 +32,35 @@ def add_commands(sub, common) -> None:
     length.add_argument("--steps", type=int)
     length.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int, help="global batch size (default: by device and memory)")
-    p.add_argument("--job-dir", type=Path, help="the job folder (default: WORKSPACE/jobs/MODEL-TIME); "
-                                                "an existing job folder resumes")
+    p.add_argument(
+        "--job-dir",
+        type=Path,
+        help="the job folder (default: WORKSPACE/jobs/MODEL-TIME); an existing job folder resumes",
+    )
     p.add_argument("--detach", action="store_true", help="train in the background and return at once")
     p.add_argument("--no-pretrained", action="store_true", help="train from scratch, download nothing")
-    p.add_argument("--early-stop", type=int, default=0, metavar="EVALS",
-                   help="stop after this many evaluations without a better AP (default: never)")
-    p.add_argument("--pretrained-url", help="a checkpoint (archive or prefix; http, gs://, file or path) "
-                                            "to start from instead of the catalogue's")
-    p.add_argument("--url-policy", choices=("public", "private", "any"), default="any",
-                   help="addresses a pretrained http(s) URL may reach: public (internet only), private "
-                        "(also RFC 1918/ULA LAN addresses), any (default; loopback too)")
+    p.add_argument(
+        "--early-stop",
+        type=int,
+        default=0,
+        metavar="EVALS",
+        help="stop after this many evaluations without a better AP (default: never)",
+    )
+    p.add_argument(
+        "--pretrained-url",
+        help="a checkpoint (archive or prefix; http, gs://, file or path) to start from instead of the catalogue's",
+    )
+    p.add_argument(
+        "--url-policy",
+        choices=("public", "private", "any"),
+        default="any",
+        help="addresses a pretrained http(s) URL may reach: public (internet only), private "
+        "(also RFC 1918/ULA LAN addresses), any (default; loopback too)",
+    )
     p.add_argument("--max-recoveries", type=int, default=3, help="NaN roll-backs before giving up")
-    p.add_argument("--recovery-lr-factor", type=float, default=0.5,
-                   help="learning-rate multiplier at each NaN roll-back")
+    p.add_argument(
+        "--recovery-lr-factor", type=float, default=0.5, help="learning-rate multiplier at each NaN roll-back"
+    )
     p.add_argument("--weights-cache", type=Path, default=DEFAULT_WEIGHTS_CACHE)
     p.add_argument("--show-config", action="store_true", help="print the resolved Model Garden config and exit")
     _hardware_option(p)
@@ -61,9 +77,12 @@ def add_commands(sub, common) -> None:
 
 
 def _hardware_option(parser) -> None:
-    parser.add_argument("--assume-hardware", metavar="SPEC",
-                        help="plan for this machine instead of the one here, e.g. gpus=2,memory_gb=80,cc=8.0; "
-                             "without those GPUs, training runs the plan's numerics on the CPU")
+    parser.add_argument(
+        "--assume-hardware",
+        metavar="SPEC",
+        help="plan for this machine instead of the one here, e.g. gpus=2,memory_gb=80,cc=8.0; "
+        "without those GPUs, training runs the plan's numerics on the CPU",
+    )
 
 
 def _hardware(args) -> Hardware:
@@ -81,9 +100,18 @@ def _models(args):
     choice = recommend(labelled if labelled is not None else 0, hardware)
     models = [spec.to_json() | {"recommended": spec.name == choice.name} for spec in catalog()]
     payload = {"device": hardware.device, "recommended": choice.name, "reason": choice.reason, "models": models}
-    rows = [[("* " if m["recommended"] else "  ") + m["name"], f"{m['input_size']}px", m["coco_ap"],
-             m["params_m"], m["gflops"] if m["gflops"] is not None else "-",
-             "yes" if m["pretrained"] else "no", m["when"]] for m in models]
+    rows = [
+        [
+            ("* " if m["recommended"] else "  ") + m["name"],
+            f"{m['input_size']}px",
+            m["coco_ap"],
+            m["params_m"],
+            m["gflops"] if m["gflops"] is not None else "-",
+            "yes" if m["pretrained"] else "no",
+            m["when"],
+        ]
+        for m in models
+    ]
     text = tables.table(["model", "input", "COCO AP", "params M", "GFLOPs", "pretrained", "when to pick it"], rows)
     return payload, f"{text}\n\nrecommended: {choice.name} ({choice.reason})"
 
@@ -94,11 +122,19 @@ def _request(args, workspace: Workspace, hardware: Hardware) -> TrainRequest:
         summary = json.loads(workspace.summary.read_text()) if workspace.summary.exists() else {}
         model = recommend(summary.get("labelled_images", 0), hardware).name
     get_model(model)
-    return TrainRequest(model=model, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
-                        overrides=tuple(args.overrides), pretrained=not args.no_pretrained,
-                        pretrained_url=args.pretrained_url, early_stop_evals=args.early_stop,
-                        max_recoveries=args.max_recoveries, recovery_lr_factor=args.recovery_lr_factor,
-                        url_policy=args.url_policy)
+    return TrainRequest(
+        model=model,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        overrides=tuple(args.overrides),
+        pretrained=not args.no_pretrained,
+        pretrained_url=args.pretrained_url,
+        early_stop_evals=args.early_stop,
+        max_recoveries=args.max_recoveries,
+        recovery_lr_factor=args.recovery_lr_factor,
+        url_policy=args.url_policy,
+    )
 
 
 def _train(args):
@@ -116,10 +152,15 @@ def _train(args):
     if args.detach:
         if job_process.running_pid(job):
             return _status_payload(job, f"already running: {job.root}")
-        pid = job_process.start_detached(["train", str(workspace.root), "--model", request.model, "--job-dir", str(job.root)],
-                                  job)
-        return {"job": str(job.root), "pid": pid, "detached": True, "created": created}, \
-            f"training in the background (pid {pid}); follow it with: python -m pipeline status {job.root}"
+        pid = job_process.start_detached(
+            ["train", str(workspace.root), "--model", request.model, "--job-dir", str(job.root)], job
+        )
+        return {
+            "job": str(job.root),
+            "pid": pid,
+            "detached": True,
+            "created": created,
+        }, f"training in the background (pid {pid}); follow it with: python -m pipeline status {job.root}"
     code = run_job(job.root)
     payload, text = _status_payload(job, f"job {job.root}")
     payload["exit_code"] = code
@@ -139,6 +180,9 @@ def _status(args):
 def _stop(args):
     job, _ = load_job(args.job_dir)
     running = job_process.request_stop(job)
-    message = ("stop requested: the job saves a checkpoint and exits after the current loop" if running else
-               "the job is not running; it will not start training again until you run train on it")
+    message = (
+        "stop requested: the job saves a checkpoint and exits after the current loop"
+        if running
+        else "the job is not running; it will not start training again until you run train on it"
+    )
     return {"job": str(job.root), "was_running": running}, message

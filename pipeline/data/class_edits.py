@@ -3,6 +3,7 @@
 An edit maps raw labels (as written in the annotations) to final classes; edits compose,
 so ``rename a=b`` then ``merge b,c=d`` sends ``a``, ``b`` and ``c`` to ``d``.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -45,8 +46,9 @@ def _check_new_name(name: str, command: str) -> None:
         problem = "starts or ends with a space"
     else:
         return
-    raise UsageError(f"the new class name {name!r} {problem}. Write a plain one-line name without quotes, "
-                     f"e.g. `{command}`.")
+    raise UsageError(
+        f"the new class name {name!r} {problem}. Write a plain one-line name without quotes, e.g. `{command}`."
+    )
 
 
 def _check_known(known: set[str], names: Sequence[str], command: str) -> None:
@@ -54,8 +56,10 @@ def _check_known(known: set[str], names: Sequence[str], command: str) -> None:
     if unknown:
         listed = ", ".join(repr(name) for name in sorted(known)) or "none (every label was dropped)"
         missing = ", ".join(repr(name) for name in unknown)
-        raise UsageError(f"there is no class {missing}. The classes are: {listed}. Spell the names exactly "
-                         f"as listed (case and spaces count), e.g. `{command}`.")
+        raise UsageError(
+            f"there is no class {missing}. The classes are: {listed}. Spell the names exactly "
+            f"as listed (case and spaces count), e.g. `{command}`."
+        )
 
 
 def rename(edits: LabelEdits, known: set[str], old: str, new: str) -> LabelEdits:
@@ -88,8 +92,7 @@ def parse_rename(expr: str) -> tuple[str, str]:
     old, sep, new = expr.partition("=")
     old, new = old.strip(), new.strip()
     if not sep or "=" in new or not old or not new:
-        raise UsageError(f"cannot read the rename {expr!r}. Write it as OLD=NEW, e.g. "
-                         "`labels --rename wbc=WBC`.")
+        raise UsageError(f"cannot read the rename {expr!r}. Write it as OLD=NEW, e.g. `labels --rename wbc=WBC`.")
     return old, new
 
 
@@ -99,6 +102,5 @@ def parse_merge(expr: str) -> tuple[list[str], str]:
     sources = [name.strip() for name in left.split(",")]
     target = target.strip()
     if not sep or "=" in target or not target or not all(sources):
-        raise UsageError(f"cannot read the merge {expr!r}. Write it as A,B=NEW, e.g. "
-                         f"`labels --merge wbc,Wbc=WBC`.")
+        raise UsageError(f"cannot read the merge {expr!r}. Write it as A,B=NEW, e.g. `labels --merge wbc,Wbc=WBC`.")
     return sources, target

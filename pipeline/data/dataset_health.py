@@ -3,6 +3,7 @@
 The report says what was found and what was done; nothing is fixed silently and
 nothing the user sent is modified (fixes happen when records are written).
 """
+
 from __future__ import annotations
 
 import re
@@ -12,20 +13,28 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.data.pair_check import PairResult, check_dataset_pixels, check_pair
-from pipeline.data.samples import Sample
 from pipeline.data.pairing import classify, pair_files
 from pipeline.data.parallel import parallel_map
 from pipeline.data.reports import ClassStats, HealthReport, Problem
+from pipeline.data.samples import Sample
 
 # COCO's size buckets, in pixels of area, so numbers read like the evaluator's APs/APm/APl.
-SMALL_AREA, MEDIUM_AREA = 32 ** 2, 96 ** 2
+SMALL_AREA, MEDIUM_AREA = 32**2, 96**2
 
 
-def inspect_files(source: Path, files: tuple[str, ...], workers: int | None = None
-                  ) -> tuple[list[Sample], HealthReport]:
+def inspect_files(
+    source: Path, files: tuple[str, ...], workers: int | None = None
+) -> tuple[list[Sample], HealthReport]:
     layout = classify(files)
-    problems = [Problem("unsupported_file", name, f"{name} is not a .jpg, .jpeg, .png or .xml file",
-                        "skipped; convert images to JPEG or PNG to use them") for name in layout.unsupported]
+    problems = [
+        Problem(
+            "unsupported_file",
+            name,
+            f"{name} is not a .jpg, .jpeg, .png or .xml file",
+            "skipped; convert images to JPEG or PNG to use them",
+        )
+        for name in layout.unsupported
+    ]
     tasks = pair_files(source, layout, problems)
     check_dataset_pixels(source, [task.image for task in tasks])
     results: list[PairResult] = parallel_map(partial(check_pair, source), tasks, workers)
@@ -51,10 +60,14 @@ def label_variants(samples: list[Sample]) -> list[Problem]:
         if len(variants) > 1:
             names = sorted(variants)
             listed = ", ".join(f"'{name}' (e.g. {variants[name]})" for name in names)
-            problems.append(Problem("label_variant", variants[names[0]],
-                                    f"labels {listed} differ only in case or spaces",
-                                    "kept apart; merge them with `labels --merge "
-                                    f"{','.join(names)}={names[0]}` if they are one class"))
+            problems.append(
+                Problem(
+                    "label_variant",
+                    variants[names[0]],
+                    f"labels {listed} differ only in case or spaces",
+                    f"kept apart; merge them with `labels --merge {','.join(names)}={names[0]}` if they are one class",
+                )
+            )
     return problems
 
 
@@ -62,10 +75,16 @@ def _duplicates(samples: list[Sample]) -> list[Problem]:
     groups: dict[str, list[str]] = defaultdict(list)
     for sample in samples:
         groups[sample.sha256].append(sample.image)
-    return [Problem("duplicate_image", images[0],
-                    f"{images[0]} is byte-identical to {', '.join(images[1:])}",
-                    "all kept, always in the same split")
-            for images in groups.values() if len(images) > 1]
+    return [
+        Problem(
+            "duplicate_image",
+            images[0],
+            f"{images[0]} is byte-identical to {', '.join(images[1:])}",
+            "all kept, always in the same split",
+        )
+        for images in groups.values()
+        if len(images) > 1
+    ]
 
 
 def summarize(image_count: int, samples: list[Sample], problems: list[Problem]) -> HealthReport:
@@ -77,15 +96,20 @@ def summarize(image_count: int, samples: list[Sample], problems: list[Problem]) 
         for label in sample.labels:
             images[label] += 1
     classes = {name: ClassStats(boxes[name], images[name]) for name in sorted(boxes)}
-    return HealthReport(images=image_count, labelled_images=sum(1 for s in samples if s.boxes),
-                        usable_images=len(samples), boxes=sum(boxes.values()), classes=classes,
-                        box_sizes=box_sizes(samples), problems=tuple(problems))
+    return HealthReport(
+        images=image_count,
+        labelled_images=sum(1 for s in samples if s.boxes),
+        usable_images=len(samples),
+        boxes=sum(boxes.values()),
+        classes=classes,
+        box_sizes=box_sizes(samples),
+        problems=tuple(problems),
+    )
 
 
 def box_sizes(samples: list[Sample]) -> dict[str, float | int]:
     areas = [box.area for sample in samples for box in sample.boxes]
-    relative = sorted((box.area / (sample.width * sample.height)) ** 0.5
-                      for sample in samples for box in sample.boxes)
+    relative = sorted((box.area / (sample.width * sample.height)) ** 0.5 for sample in samples for box in sample.boxes)
     sizes: dict[str, float | int] = {
         "small": sum(1 for a in areas if a < SMALL_AREA),
         "medium": sum(1 for a in areas if SMALL_AREA <= a < MEDIUM_AREA),
@@ -93,6 +117,9 @@ def box_sizes(samples: list[Sample]) -> dict[str, float | int]:
     }
     if relative:
         deciles = statistics.quantiles(relative, n=10) if len(relative) > 1 else [relative[0]] * 9
-        sizes |= {"relative_p10": round(deciles[0], 4), "relative_median": round(statistics.median(relative), 4),
-                  "relative_p90": round(deciles[-1], 4)}
+        sizes |= {
+            "relative_p10": round(deciles[0], 4),
+            "relative_median": round(statistics.median(relative), 4),
+            "relative_p90": round(deciles[-1], 4),
+        }
     return sizes

@@ -3,6 +3,7 @@
 Integrity needs a decode; for JPEG a reduced-scale decode (``draft``) still reads
 the whole entropy-coded stream, so truncation is caught at a fraction of the cost.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,11 +38,25 @@ MAX_IMAGE_PIXELS = 50_000_000
 # while a zip of tiny, highly compressed PNGs that would take hours to decode is refused.
 MAX_DATASET_PIXELS = 40_000_000_000
 # Formats named in a bad_image report; Pillow is never asked, so none of its other parsers runs.
-_SIGNATURES = ((b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
-               (b"BM", "BMP"), (b"\x00\x00\x01\x00", "ICO"), (b"\x00\x00\x02\x00", "CUR"),
-               (b"%!PS", "EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"), (b"8BPS", "PSD"),
-               (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"qoif", "QOI"),
-               (b"DDS ", "DDS"), (b"icns", "ICNS"), (b"\x0a\x05\x01", "PCX"))
+_SIGNATURES = (
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x02\x00", "CUR"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%PDF", "PDF"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"qoif", "QOI"),
+    (b"DDS ", "DDS"),
+    (b"icns", "ICNS"),
+    (b"\x0a\x05\x01", "PCX"),
+)
 _HEIF_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF"}
 
 
@@ -88,8 +103,10 @@ def open_image(source: Path | IO[bytes], max_pixels: int = MAX_IMAGE_PIXELS) -> 
         raise ImageCheckError(f"is too large to decode safely ({_short(exc)}); downscale it") from None
     if image.width * image.height > max_pixels:
         image.close()
-        raise ImageCheckError(f"is {image.width}x{image.height} ({image.width * image.height / 1e6:.0f} MP), "
-                              f"over the {max_pixels / 1e6:g} MP detbot decodes per image; downscale it")
+        raise ImageCheckError(
+            f"is {image.width}x{image.height} ({image.width * image.height / 1e6:.0f} MP), "
+            f"over the {max_pixels / 1e6:g} MP detbot decodes per image; downscale it"
+        )
     return image
 
 
@@ -109,8 +126,7 @@ def check_image(data: bytes, suffix: str = "", max_pixels: int = MAX_IMAGE_PIXEL
     """
     try:
         with open_image(io.BytesIO(data), max_pixels) as image:
-            info = ImageInfo(image.format or "unknown", image.mode, image.width, image.height,
-                             _orientation(image))
+            info = ImageInfo(image.format or "unknown", image.mode, image.width, image.height, _orientation(image))
             if image.format == "JPEG":
                 image.draft(None, (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()

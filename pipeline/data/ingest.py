@@ -4,6 +4,7 @@ The archive comes from a stranger, so every entry is hostile until checked:
 names are normalised and confined to the destination, sizes are counted as the
 bytes are really produced (headers can lie), and a refusal leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,9 +20,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipeline.errors import DatasetRejected
 from pipeline.data.pairing import IMAGE_EXTENSIONS
 from pipeline.data.zip_directory import ArchiveFacts, DirectoryTooLarge, decode_name, read_facts
+from pipeline.errors import DatasetRejected
 
 logger = logging.getLogger(__name__)
 
@@ -108,18 +109,26 @@ def extract_zip(archive: Path, destination: Path, limits: ExtractLimits = Extrac
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    logger.info("extracted %s: %d files, %d skipped, %d nested zips",
-                archive.name, len(run.files), len(run.skipped), len(run.nested))
-    return Extraction(root=destination, files=tuple(sorted(run.files)),
-                      skipped=tuple(run.skipped), nested=tuple(run.nested))
+    logger.info(
+        "extracted %s: %d files, %d skipped, %d nested zips",
+        archive.name,
+        len(run.files),
+        len(run.skipped),
+        len(run.nested),
+    )
+    return Extraction(
+        root=destination, files=tuple(sorted(run.files)), skipped=tuple(run.skipped), nested=tuple(run.nested)
+    )
 
 
 def _prepare_partial(destination: Path) -> Path:
     occupied = destination.exists() and (not destination.is_dir() or any(destination.iterdir()))
     if occupied or destination.is_symlink():
-        raise DatasetRejected(f"Cannot extract the dataset into {destination}: it already exists and is not "
-                              "an empty folder. Choose a new destination or empty that folder first.",
-                              kind="destination_not_empty")
+        raise DatasetRejected(
+            f"Cannot extract the dataset into {destination}: it already exists and is not "
+            "an empty folder. Choose a new destination or empty that folder first.",
+            kind="destination_not_empty",
+        )
     partial = destination.with_name(destination.name + ".partial")
     # A leftover of a crashed run is ours by its name; its files must not mix into this dataset.
     if partial.is_symlink() or partial.is_file():
@@ -135,11 +144,19 @@ def _open_zip(path: Path, where: tuple[str, ...], run: _Run) -> zipfile.ZipFile:
         with open(path, "rb") as handle:
             head = handle.read(8)
         if head.startswith(b"PK\x03\x04"):
-            raise _refuse("corrupt_zip", where, "is a damaged zip: its table of contents is missing, "
-                          "so the file was cut short.", _REZIP_FIX)
+            raise _refuse(
+                "corrupt_zip",
+                where,
+                "is a damaged zip: its table of contents is missing, so the file was cut short.",
+                _REZIP_FIX,
+            )
         hint = next((f" (it looks like {what})" for magic, what in _FOREIGN_MAGIC if head.startswith(magic)), "")
-        raise _refuse("not_a_zip", where, f"is not a zip file{hint}.",
-                      "Send the dataset as a .zip archive holding the images and their Pascal VOC .xml annotations.")
+        raise _refuse(
+            "not_a_zip",
+            where,
+            f"is not a zip file{hint}.",
+            "Send the dataset as a .zip archive holding the images and their Pascal VOC .xml annotations.",
+        )
     # zipfile lists every entry in memory at once: count them first, in constant memory.
     archive_facts(path, run.limits, where, entries_before=run.entries)
     try:
@@ -148,8 +165,9 @@ def _open_zip(path: Path, where: tuple[str, ...], run: _Run) -> zipfile.ZipFile:
         raise _refuse("corrupt_zip", where, f"is a damaged zip ({exc}).", _REZIP_FIX) from exc
 
 
-def archive_facts(path: Path, limits: ExtractLimits = ExtractLimits(), where: tuple[str, ...] | None = None,
-                  entries_before: int = 0) -> ArchiveFacts:
+def archive_facts(
+    path: Path, limits: ExtractLimits = ExtractLimits(), where: tuple[str, ...] | None = None, entries_before: int = 0
+) -> ArchiveFacts:
     """Entries and declared size from the zip's table of contents, refused past ``limits.max_entries``.
 
     Constant memory, so a caller may size a reservation from it before anything is unpacked.
@@ -190,15 +208,21 @@ def _survey(zf: zipfile.ZipFile, run: _Run, where: tuple[str, ...], depth: int) 
         raise _over_budget(where, limits, declared)
     if declared > limits.max_total_bytes:
         biggest = decode_name(max(infos, key=lambda info: info.file_size))
-        raise _refuse("too_large", where,
-                      f"would unpack to {_human(declared)}, more than the {_human(limits.max_total_bytes)} "
-                      f"allowed (largest entry: '{_printable(biggest)}').",
-                      "Send a smaller dataset, e.g. with resized images, or split it into several zips.")
+        raise _refuse(
+            "too_large",
+            where,
+            f"would unpack to {_human(declared)}, more than the {_human(limits.max_total_bytes)} "
+            f"allowed (largest entry: '{_printable(biggest)}').",
+            "Send a smaller dataset, e.g. with resized images, or split it into several zips.",
+        )
     entries = [_inspect(info, limits, where) for info in infos]
     if depth == 0 and all(entry.junk or entry.is_dir for entry in entries):
-        raise _refuse("empty_zip", where,
-                      "contains no files apart from folders and system files such as __MACOSX and .DS_Store.",
-                      "Zip the folder that holds the images and annotations and send it again.")
+        raise _refuse(
+            "empty_zip",
+            where,
+            "contains no files apart from folders and system files such as __MACOSX and .DS_Store.",
+            "Zip the folder that holds the images and annotations and send it again.",
+        )
     return entries
 
 
@@ -208,25 +232,38 @@ def _inspect(info: zipfile.ZipInfo, limits: ExtractLimits, where: tuple[str, ...
     path = _normalise(shown, here)
     is_dir = shown.replace("\\", "/").endswith("/")
     if info.flag_bits & _ENCRYPTED_FLAG:
-        raise _refuse("encrypted", here, "is password-protected, so it cannot be read.",
-                      "Re-zip the dataset without a password and send it again.")
+        raise _refuse(
+            "encrypted",
+            here,
+            "is password-protected, so it cannot be read.",
+            "Re-zip the dataset without a password and send it again.",
+        )
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise _refuse("symlink", here, "is a symbolic link, which could point outside the dataset.",
-                      "Put the real files in the zip instead of links and send it again.")
+        raise _refuse(
+            "symlink",
+            here,
+            "is a symbolic link, which could point outside the dataset.",
+            "Put the real files in the zip instead of links and send it again.",
+        )
     if is_dir:
         return _Entry(info, shown, path, True, _is_junk(path))
     if not path:
         raise _refuse("unsafe_path", here, "was refused: it is a file without a name.", _SAFE_FIX)
     if info.compress_type not in _METHODS:
-        raise _refuse("unsupported_compression", here,
-                      f"uses compression method {info.compress_type} (e.g. Deflate64), which cannot be read.",
-                      "Re-zip the dataset with standard Deflate compression (7-Zip: Deflate, or `zip -r`) "
-                      "and send it again.")
+        raise _refuse(
+            "unsupported_compression",
+            here,
+            f"uses compression method {info.compress_type} (e.g. Deflate64), which cannot be read.",
+            "Re-zip the dataset with standard Deflate compression (7-Zip: Deflate, or `zip -r`) and send it again.",
+        )
     if info.file_size > limits.max_entry_bytes:
-        raise _refuse("too_large", here,
-                      f"would unpack to {_human(info.file_size)}, more than the "
-                      f"{_human(limits.max_entry_bytes)} allowed for one file.",
-                      "Remove or shrink that file and send the zip again.")
+        raise _refuse(
+            "too_large",
+            here,
+            f"would unpack to {_human(info.file_size)}, more than the "
+            f"{_human(limits.max_entry_bytes)} allowed for one file.",
+            "Remove or shrink that file and send the zip again.",
+        )
     return _Entry(info, shown, path, False, _is_junk(path))
 
 
@@ -299,13 +336,15 @@ def _extract_file(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str, here
     run.files.append(full)
 
 
-def _unpack_nested(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str,
-                   here: tuple[str, ...], depth: int) -> None:
+def _unpack_nested(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str, here: tuple[str, ...], depth: int) -> None:
     if depth + 1 > run.limits.max_nesting:
-        raise _refuse("nested_too_deep", here,
-                      f"was refused: it is a zip nested deeper than the {run.limits.max_nesting} "
-                      "level(s) of zip-inside-zip that are unpacked.",
-                      "Unpack it and send one zip that holds the images and annotations directly.")
+        raise _refuse(
+            "nested_too_deep",
+            here,
+            f"was refused: it is a zip nested deeper than the {run.limits.max_nesting} "
+            "level(s) of zip-inside-zip that are unpacked.",
+            "Unpack it and send one zip that holds the images and annotations directly.",
+        )
     folder = full[: -len(".zip")]
     if not _claim(run, full, is_dir=False) or not _claim(run, folder, is_dir=True):
         run.skipped.append(full)
@@ -344,47 +383,67 @@ def _guard_read(here: tuple[str, ...], read, *args):
 def _check_growth(entry: _Entry, produced: int, run: _Run, here: tuple[str, ...]) -> None:
     limits = run.limits
     if produced > limits.max_entry_bytes:
-        raise _refuse("too_large", here, f"unpacks to more than the {_human(limits.max_entry_bytes)} "
-                      "allowed for one file.", "Remove or shrink that file and send the zip again.")
+        raise _refuse(
+            "too_large",
+            here,
+            f"unpacks to more than the {_human(limits.max_entry_bytes)} allowed for one file.",
+            "Remove or shrink that file and send the zip again.",
+        )
     if run.total_bytes > limits.max_total_bytes:
-        raise _refuse("too_large", here, f"brings the dataset past the {_human(limits.max_total_bytes)} "
-                      "allowed in total.", "Send a smaller dataset or split it into several zips.")
+        raise _refuse(
+            "too_large",
+            here,
+            f"brings the dataset past the {_human(limits.max_total_bytes)} allowed in total.",
+            "Send a smaller dataset or split it into several zips.",
+        )
     if limits.budget_bytes is not None and run.total_bytes > limits.budget_bytes:
         raise _over_budget(here, limits, run.total_bytes)
     if produced > limits.max_ratio * entry.info.compress_size + _RATIO_SLACK:
-        raise _refuse("compression_ratio", here,
-                      f"expands more than {limits.max_ratio:g} times its compressed size, which looks like "
-                      "a zip bomb.", "Images and annotations never compress like that: send a zip that "
-                      "holds only the dataset's real files.")
+        raise _refuse(
+            "compression_ratio",
+            here,
+            f"expands more than {limits.max_ratio:g} times its compressed size, which looks like a zip bomb.",
+            "Images and annotations never compress like that: send a zip that holds only the dataset's real files.",
+        )
 
 
 def _check_contents(run: _Run, archive_name: str) -> None:
     where = (archive_name,)
     if not run.files:
-        raise _refuse("empty_zip", where, "contains no files once folders and system files "
-                      "(__MACOSX, .DS_Store, ...) are left out.",
-                      "Zip the folder that holds the images and annotations and send it again.")
+        raise _refuse(
+            "empty_zip",
+            where,
+            "contains no files once folders and system files (__MACOSX, .DS_Store, ...) are left out.",
+            "Zip the folder that holds the images and annotations and send it again.",
+        )
     if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in run.files):
         examples = ", ".join(f"'{_printable(name)}'" for name in sorted(run.files)[:3])
-        raise _refuse("no_images", where,
-                      f"contains no images: none of its {len(run.files)} files ({examples}) ends in "
-                      f"{', '.join(IMAGE_EXTENSIONS)}.",
-                      "Add the JPEG or PNG images next to their annotations and send the zip again.")
+        raise _refuse(
+            "no_images",
+            where,
+            f"contains no images: none of its {len(run.files)} files ({examples}) ends in "
+            f"{', '.join(IMAGE_EXTENSIONS)}.",
+            "Add the JPEG or PNG images next to their annotations and send the zip again.",
+        )
 
 
 def _too_many(where: tuple[str, ...], limits: ExtractLimits) -> DatasetRejected:
-    return _refuse("too_many_entries", where,
-                   f"brings the dataset past {limits.max_entries:,} entries (entries of zips inside "
-                   "zips count too).",
-                   "Remove files that are neither images nor annotations, or split the dataset, "
-                   "and send a smaller zip.")
+    return _refuse(
+        "too_many_entries",
+        where,
+        f"brings the dataset past {limits.max_entries:,} entries (entries of zips inside zips count too).",
+        "Remove files that are neither images nor annotations, or split the dataset, and send a smaller zip.",
+    )
 
 
 def _over_budget(where: tuple[str, ...], limits: ExtractLimits, size: int) -> DatasetRejected:
-    return _refuse("over_budget", where,
-                   f"unpacks to more than the {_human(limits.budget_bytes or 0)} of disk space set aside "
-                   f"for it (at least {_human(size)}).",
-                   "Free some space or send a smaller dataset.")
+    return _refuse(
+        "over_budget",
+        where,
+        f"unpacks to more than the {_human(limits.budget_bytes or 0)} of disk space set aside "
+        f"for it (at least {_human(size)}).",
+        "Free some space or send a smaller dataset.",
+    )
 
 
 def _refuse(kind: str, where: tuple[str, ...], problem: str, fix: str) -> DatasetRejected:

@@ -3,6 +3,7 @@
 Edits accumulate (the bot sends one ``/labels rename`` at a time), so the
 workspace stores raw label -> final label, and the label map is rebuilt from it.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from pipeline import label_map as lm
 from pipeline.data import class_edits
-from pipeline.data.samples import Sample
-from pipeline.errors import LabelMapError
 from pipeline.data.reports import Problem
+from pipeline.data.samples import Sample
 from pipeline.data.workspace import Workspace
+from pipeline.errors import LabelMapError
 from pipeline.files import write_json
 
 
@@ -36,21 +37,26 @@ class LabelPlan:
 
     def relabel(self, sample: Sample) -> Sample:
         """The sample with final class names; boxes of dropped or unknown labels removed."""
-        boxes = tuple(replace(box, label=name) for box in sample.boxes
-                      if (name := self.final(box.label)) is not None)
+        boxes = tuple(replace(box, label=name) for box in sample.boxes if (name := self.final(box.label)) is not None)
         return replace(sample, boxes=boxes)
 
     def to_json(self) -> dict:
-        return {"edits": self.edits.mapping, "supplied": self.supplied,
-                "ignore_unknown": self.ignore_unknown,
-                "items": [{"id": i.id, "name": i.name, "display_name": i.display_name}
-                          for i in self.label_map.items]}
+        return {
+            "edits": self.edits.mapping,
+            "supplied": self.supplied,
+            "ignore_unknown": self.ignore_unknown,
+            "items": [{"id": i.id, "name": i.name, "display_name": i.display_name} for i in self.label_map.items],
+        }
 
     @classmethod
-    def from_json(cls, payload: dict) -> "LabelPlan":
+    def from_json(cls, payload: dict) -> LabelPlan:
         items = tuple(lm.LabelItem(**item) for item in payload["items"])
-        return cls(class_edits.LabelEdits(dict(payload["edits"])), lm.LabelMap(items),
-                   payload["supplied"], payload["ignore_unknown"])
+        return cls(
+            class_edits.LabelEdits(dict(payload["edits"])),
+            lm.LabelMap(items),
+            payload["supplied"],
+            payload["ignore_unknown"],
+        )
 
 
 def load_plan(ws: Workspace, samples: list[Sample]) -> LabelPlan:
@@ -60,9 +66,16 @@ def load_plan(ws: Workspace, samples: list[Sample]) -> LabelPlan:
     return LabelPlan(class_edits.LabelEdits({}), lm.derive(_raw_labels(samples)))
 
 
-def edit_labels(ws: Workspace, samples: list[Sample], *, rename=(), merge=(), drop=(),
-                label_map_file: Path | None = None, ignore_unknown: bool = False
-                ) -> tuple[LabelPlan, list[Problem]]:
+def edit_labels(
+    ws: Workspace,
+    samples: list[Sample],
+    *,
+    rename=(),
+    merge=(),
+    drop=(),
+    label_map_file: Path | None = None,
+    ignore_unknown: bool = False,
+) -> tuple[LabelPlan, list[Problem]]:
     """Apply edits on top of the stored plan, check it against the data, save it."""
     current = load_plan(ws, samples)
     edits = current.edits
@@ -83,8 +96,10 @@ def edit_labels(ws: Workspace, samples: list[Sample], *, rename=(), merge=(), dr
     plan = LabelPlan(edits, label_map, supplied, ignore_unknown)
     problems = _check_supplied(plan, samples, label_map_file or ws.label_map) if supplied else []
     if not plan.label_map.items:
-        raise LabelMapError("No class is left: every label was dropped. Keep at least one class "
-                            "(run `labels` without --drop, or undo by sending the zip again).")
+        raise LabelMapError(
+            "No class is left: every label was dropped. Keep at least one class "
+            "(run `labels` without --drop, or undo by sending the zip again)."
+        )
     ws.data.mkdir(parents=True, exist_ok=True)
     lm.write_pbtxt(plan.label_map, ws.label_map)
     write_json(ws.labels, plan.to_json())
@@ -106,13 +121,25 @@ def _check_supplied(plan: LabelPlan, samples: list[Sample], source: Path) -> lis
         if not plan.ignore_unknown:
             raise
         for label, files in error.details["missing"].items():
-            problems.append(Problem("unknown_label", files[0],
-                                    f"label '{label}' ({len(usage[label])} images) is not in {source.name}",
-                                    "its boxes are left out"))
+            problems.append(
+                Problem(
+                    "unknown_label",
+                    files[0],
+                    f"label '{label}' ({len(usage[label])} images) is not in {source.name}",
+                    "its boxes are left out",
+                )
+            )
     used = {plan.label_map.lookup(label).name for label in usage if plan.label_map.lookup(label)}
-    problems.extend(Problem("empty_class", source.name, f"class '{item.name}' (id {item.id}) has no boxes",
-                            "kept in the label map; the detector cannot learn it without examples")
-                    for item in plan.label_map.items if item.name not in used)
+    problems.extend(
+        Problem(
+            "empty_class",
+            source.name,
+            f"class '{item.name}' (id {item.id}) has no boxes",
+            "kept in the label map; the detector cannot learn it without examples",
+        )
+        for item in plan.label_map.items
+        if item.name not in used
+    )
     return problems
 
 

@@ -3,6 +3,7 @@
 Runs in worker processes: it reads the image once (hash + decode) and never
 touches TensorFlow.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -10,12 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline.data.samples import Box, Sample, Transform
-from pipeline.errors import DatasetRejected
 from pipeline.data.images import ImageCheckError, ImageInfo, PixelBudget, check_image, header_pixels
 from pipeline.data.pairing import PairTask, folder_split
 from pipeline.data.reports import Problem
+from pipeline.data.samples import Box, Sample, Transform
 from pipeline.data.voc import AnnotationError, VocAnnotation, VocObject, parse_voc
+from pipeline.errors import DatasetRejected
 
 # VOC coordinates are 1-based, so a box ending at width + 1 is normal, not an error.
 EDGE_TOLERANCE_PX = 1.0
@@ -35,20 +36,47 @@ def check_pair(source: Path, task: PairTask) -> PairResult:
     try:
         annotation = parse_voc((source / task.annotation).read_bytes())
     except AnnotationError as exc:
-        return PairResult(None, (Problem("bad_annotation", task.annotation, f"{task.annotation} {exc}",
-                                         "image left out; fix or re-export the XML"),))
+        return PairResult(
+            None,
+            (
+                Problem(
+                    "bad_annotation",
+                    task.annotation,
+                    f"{task.annotation} {exc}",
+                    "image left out; fix or re-export the XML",
+                ),
+            ),
+        )
     data = (source / task.image).read_bytes()
     try:
         info = check_image(data, PurePosixPath(task.image).suffix)
     except ImageCheckError as exc:
-        return PairResult(None, (Problem("bad_image", task.image, f"{task.image} {exc}",
-                                         "left out of the records; re-export or replace the file"),))
+        return PairResult(
+            None,
+            (
+                Problem(
+                    "bad_image",
+                    task.image,
+                    f"{task.image} {exc}",
+                    "left out of the records; re-export or replace the file",
+                ),
+            ),
+        )
     problems: list[Problem] = []
     transform, width, height, scale = _reconcile(task, info, annotation, problems)
     boxes = _boxes(task, annotation.objects, width, height, scale, problems)
-    sample = Sample(id=task.id, image=task.image, annotation=task.annotation, width=width,
-                    height=height, boxes=tuple(boxes), sha256=hashlib.sha256(data).hexdigest(),
-                    size_bytes=len(data), folder_split=folder_split(task.image), transform=transform)
+    sample = Sample(
+        id=task.id,
+        image=task.image,
+        annotation=task.annotation,
+        width=width,
+        height=height,
+        boxes=tuple(boxes),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        folder_split=folder_split(task.image),
+        transform=transform,
+    )
     return PairResult(sample, tuple(problems))
 
 
@@ -69,7 +97,9 @@ def check_dataset_pixels(source: Path, images: Iterable[str], budget: PixelBudge
             f"The images in this zip hold {total / 1e9:.1f} gigapixels, more than the {budget.dataset / 1e9:g} "
             f"gigapixels detbot decodes for one dataset (the largest, {largest[1]}, has {largest[0] / 1e6:.0f} MP). "
             "The detectors see at most 640x640 pixels: downscale the images (e.g. to 1600 px on the long side) "
-            "or send the dataset in smaller parts.", kind="too_many_pixels")
+            "or send the dataset in smaller parts.",
+            kind="too_many_pixels",
+        )
     return total
 
 
@@ -80,23 +110,42 @@ def _reconcile(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems: li
     reencode = orientation != 1 or info.format != "JPEG"
     expected = _EXTENSION_FORMATS.get(PurePosixPath(task.image).suffix.lower())
     if info.format != expected:
-        problems.append(Problem("format_mismatch", task.image,
-                                f"{task.image} is a {info.format} file named like a {expected}",
-                                "re-encoded as JPEG for the records"))
+        problems.append(
+            Problem(
+                "format_mismatch",
+                task.image,
+                f"{task.image} is a {info.format} file named like a {expected}",
+                "re-encoded as JPEG for the records",
+            )
+        )
     convert_from = None
     if info.mode != "RGB":
         convert_from, reencode = info.mode, True
-        problems.append(Problem("color_converted", task.image,
-                                f"{task.image} is {_MODE_NAMES.get(info.mode, info.mode)}",
-                                "converted to 3-channel RGB"))
+        problems.append(
+            Problem(
+                "color_converted",
+                task.image,
+                f"{task.image} is {_MODE_NAMES.get(info.mode, info.mode)}",
+                "converted to 3-channel RGB",
+            )
+        )
     scale = _scale(task, ann, width, height, problems)
     return Transform(orientation, convert_from, reencode), width, height, scale
 
 
-_MODE_NAMES = {"L": "grayscale", "LA": "grayscale with alpha", "P": "a palette image",
-               "PA": "a palette image with alpha", "RGBA": "RGBA (with alpha)", "CMYK": "CMYK",
-               "YCbCr": "YCbCr", "1": "black-and-white (1-bit)", "I;16": "16-bit grayscale",
-               "I": "32-bit grayscale", "F": "floating-point grayscale"}
+_MODE_NAMES = {
+    "L": "grayscale",
+    "LA": "grayscale with alpha",
+    "P": "a palette image",
+    "PA": "a palette image with alpha",
+    "RGBA": "RGBA (with alpha)",
+    "CMYK": "CMYK",
+    "YCbCr": "YCbCr",
+    "1": "black-and-white (1-bit)",
+    "I;16": "16-bit grayscale",
+    "I": "32-bit grayscale",
+    "F": "floating-point grayscale",
+}
 
 
 def _orientation(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems) -> int:
@@ -104,16 +153,26 @@ def _orientation(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems) 
         return 1
     stored = (info.width, info.height)
     if info.swaps_axes and (ann.width, ann.height) == stored:
-        problems.append(Problem("exif_rotated", task.image,
-                                f"{task.image} has EXIF orientation {info.orientation}, but the XML "
-                                f"size {stored[0]}x{stored[1]} matches the stored pixels",
-                                "kept as stored, the view the boxes were drawn on"))
+        problems.append(
+            Problem(
+                "exif_rotated",
+                task.image,
+                f"{task.image} has EXIF orientation {info.orientation}, but the XML "
+                f"size {stored[0]}x{stored[1]} matches the stored pixels",
+                "kept as stored, the view the boxes were drawn on",
+            )
+        )
         return 1
     upright = info.upright_size
-    problems.append(Problem("exif_rotated", task.image,
-                            f"{task.image} has EXIF orientation {info.orientation}: stored "
-                            f"{stored[0]}x{stored[1]}, shown upright as {upright[0]}x{upright[1]}",
-                            "pixels turned upright, the view the boxes were drawn on"))
+    problems.append(
+        Problem(
+            "exif_rotated",
+            task.image,
+            f"{task.image} has EXIF orientation {info.orientation}: stored "
+            f"{stored[0]}x{stored[1]}, shown upright as {upright[0]}x{upright[1]}",
+            "pixels turned upright, the view the boxes were drawn on",
+        )
+    )
     return info.orientation
 
 
@@ -122,11 +181,13 @@ def _scale(task: PairTask, ann: VocAnnotation, width: int, height: int, problems
         return (1.0, 1.0)
     said = f"{task.annotation} says {ann.width}x{ann.height} but {task.image} is {width}x{height}"
     if abs(ann.width / ann.height - width / height) <= ASPECT_TOLERANCE * (width / height):
-        problems.append(Problem("size_mismatch", task.annotation, said,
-                                "boxes rescaled to the real image size (same aspect ratio)"))
+        problems.append(
+            Problem("size_mismatch", task.annotation, said, "boxes rescaled to the real image size (same aspect ratio)")
+        )
         return (width / ann.width, height / ann.height)
-    problems.append(Problem("size_mismatch", task.annotation, said,
-                            "boxes kept as drawn and clipped to the image; check this file"))
+    problems.append(
+        Problem("size_mismatch", task.annotation, said, "boxes kept as drawn and clipped to the image; check this file")
+    )
     return (1.0, 1.0)
 
 
@@ -137,23 +198,38 @@ def _boxes(task, objects: tuple[VocObject, ...], width, height, scale, problems)
         if obj.defect:
             problems.append(Problem("box_dropped", task.annotation, f"{where} {obj.defect}", "box dropped"))
             continue
-        xmin, ymin, xmax, ymax = (obj.bbox[0] * scale[0], obj.bbox[1] * scale[1],
-                                  obj.bbox[2] * scale[0], obj.bbox[3] * scale[1])
+        xmin, ymin, xmax, ymax = (
+            obj.bbox[0] * scale[0],
+            obj.bbox[1] * scale[1],
+            obj.bbox[2] * scale[0],
+            obj.bbox[3] * scale[1],
+        )
         if xmax <= xmin or ymax <= ymin:
             kind = "zero area" if (xmax == xmin or ymax == ymin) else "inverted corners (max < min)"
-            problems.append(Problem("box_dropped", task.annotation,
-                                    f"{where} has {kind}: {_coords(obj.bbox)}", "box dropped"))
+            problems.append(
+                Problem("box_dropped", task.annotation, f"{where} has {kind}: {_coords(obj.bbox)}", "box dropped")
+            )
             continue
         clipped = (max(0.0, xmin), max(0.0, ymin), min(float(width), xmax), min(float(height), ymax))
         if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
-            problems.append(Problem("box_dropped", task.annotation,
-                                    f"{where} lies outside the {width}x{height} image: {_coords(obj.bbox)}",
-                                    "box dropped"))
+            problems.append(
+                Problem(
+                    "box_dropped",
+                    task.annotation,
+                    f"{where} lies outside the {width}x{height} image: {_coords(obj.bbox)}",
+                    "box dropped",
+                )
+            )
             continue
         if max(clipped[0] - xmin, clipped[1] - ymin, xmax - clipped[2], ymax - clipped[3]) > EDGE_TOLERANCE_PX:
-            problems.append(Problem("box_clipped", task.annotation,
-                                    f"{where} reaches outside the {width}x{height} image: {_coords(obj.bbox)}",
-                                    f"clipped to {_coords(clipped)}"))
+            problems.append(
+                Problem(
+                    "box_clipped",
+                    task.annotation,
+                    f"{where} reaches outside the {width}x{height} image: {_coords(obj.bbox)}",
+                    f"clipped to {_coords(clipped)}",
+                )
+            )
         boxes.append(Box(obj.name, *clipped, difficult=obj.difficult, truncated=obj.truncated))
     return boxes
 

@@ -4,6 +4,7 @@ Users zip datasets in many layouts (one folder, ``images/`` + ``annotations/``,
 ``JPEGImages/`` + ``Annotations/``, ``train/`` + ``valid/``...), so pairing goes by
 file stem wherever the files are, and breaks ties by the closest folder.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -18,12 +19,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ANNOTATION_EXTENSIONS = (".xml",)
 # Image-like or archive files a user may expect us to read; anything else (README,
 # CSV, scripts) is not a dataset file and is ignored without noise.
-UNSUPPORTED_EXTENSIONS = (".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif",
-                          ".rar", ".7z", ".tar", ".gz", ".tgz")
+UNSUPPORTED_EXTENSIONS = (
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".heic",
+    ".heif",
+    ".rar",
+    ".7z",
+    ".tar",
+    ".gz",
+    ".tgz",
+)
 _FOLDER_SPLITS = {
-    "train": "train", "training": "train", "trainval": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test",
+    "train": "train",
+    "training": "train",
+    "trainval": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
 }
 
 
@@ -107,24 +126,40 @@ def pair_files(source: Path, layout: Layout, problems: list[Problem]) -> list[Pa
     for annotation in layout.annotations:
         image = index.match(annotation) or index.match(annotation, _declared_stem(source / annotation))
         if image is None:
-            problems.append(Problem("annotation_without_image", annotation,
-                                    f"{annotation} has no image with the same name in the zip",
-                                    "left out; add the image or remove the XML"))
+            problems.append(
+                Problem(
+                    "annotation_without_image",
+                    annotation,
+                    f"{annotation} has no image with the same name in the zip",
+                    "left out; add the image or remove the XML",
+                )
+            )
         else:
             claims[image].append(annotation)
     tasks = []
     for number, image in enumerate(layout.images, start=1):
         annotations = claims.get(image)
         if not annotations:
-            problems.append(Problem("image_without_annotation", image, f"{image} has no XML annotation",
-                                    "left out; add an XML with no objects to use it as a negative"))
+            problems.append(
+                Problem(
+                    "image_without_annotation",
+                    image,
+                    f"{image} has no XML annotation",
+                    "left out; add an XML with no objects to use it as a negative",
+                )
+            )
             continue
         chosen = closest(image, annotations)
         for extra in annotations:
             if extra != chosen:
-                problems.append(Problem("annotation_without_image", extra,
-                                        f"{extra} names {image}, which {chosen} already describes",
-                                        "left out; remove the duplicate XML"))
+                problems.append(
+                    Problem(
+                        "annotation_without_image",
+                        extra,
+                        f"{extra} names {image}, which {chosen} already describes",
+                        "left out; remove the duplicate XML",
+                    )
+                )
         tasks.append(PairTask(number, image, chosen))
     return tasks
 

@@ -4,6 +4,7 @@ Workers start from a fork server, not by forking the caller: the caller may be a
 test or a bot process that has imported TensorFlow and its threads, and a plain
 fork of such a process can deadlock.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -22,8 +23,9 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None,
-                 min_items: int = MIN_ITEMS_FOR_POOL) -> list[R]:
+def parallel_map(
+    fn: Callable[[T], R], items: Sequence[T], workers: int | None = None, min_items: int = MIN_ITEMS_FOR_POOL
+) -> list[R]:
     """``[fn(x) for x in items]`` in order, on up to ``workers`` processes."""
     workers = min(workers or default_workers(), len(items))
     if workers <= 1 or len(items) < min_items:

@@ -4,6 +4,7 @@ Images with problems come first, framed red with the problem named under them,
 and files that were left out get a tile saying why, so the user sees at a glance
 what the report talks about.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +16,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.data.samples import Sample
 from pipeline.data.images import ALLOWED_FORMATS, record_image_bytes, to_rgb
 from pipeline.data.reports import Problem
+from pipeline.data.samples import Sample
 from pipeline.drawing import class_color, label_box
 from pipeline.files import replacing
 
@@ -30,8 +31,13 @@ BACKGROUND = (24, 24, 24)
 LEFT_OUT_KINDS = ("bad_image", "bad_annotation")
 
 
-def write_preview(source: Path, samples: Sequence[Sample], problems: Sequence[Problem], out: Path,
-                  label_of: Callable[[str], str | None] = lambda label: label) -> Path:
+def write_preview(
+    source: Path,
+    samples: Sequence[Sample],
+    problems: Sequence[Problem],
+    out: Path,
+    label_of: Callable[[str], str | None] = lambda label: label,
+) -> Path:
     """Draw up to 16 tiles, troubled images first, and save a JPEG at ``out``."""
     notes = _notes(samples, problems)
     left_out = [p for p in problems if p.kind in LEFT_OUT_KINDS][:MAX_LEFT_OUT_TILES]
@@ -62,8 +68,9 @@ def _notes(samples: Sequence[Sample], problems: Sequence[Problem]) -> dict[str, 
 def _choose(samples: Sequence[Sample], notes: dict[str, list[str]], room: int) -> list[Sample]:
     """Troubled first, then a spread over the rest that is stable for the same data."""
     first = [s for s in samples if s.image in notes][: room // 2]
-    rest = sorted((s for s in samples if s.image not in notes),
-                  key=lambda s: hashlib.sha1(s.sha256.encode()).hexdigest())
+    rest = sorted(
+        (s for s in samples if s.image not in notes), key=lambda s: hashlib.sha1(s.sha256.encode()).hexdigest()
+    )
     return first + rest[: room - len(first)]
 
 
@@ -92,8 +99,13 @@ def _canvas(source: Path, sample: Sample):
     tile.paste(image, offset)
 
     def place(box):
-        return [offset[0] + box[0] * scale, offset[1] + box[1] * scale,
-                offset[0] + box[2] * scale, offset[1] + box[3] * scale]
+        return [
+            offset[0] + box[0] * scale,
+            offset[1] + box[1] * scale,
+            offset[0] + box[2] * scale,
+            offset[1] + box[3] * scale,
+        ]
+
     return tile, ImageDraw.Draw(tile), place
 
 

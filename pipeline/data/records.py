@@ -3,6 +3,7 @@
 The examples carry the keys Model Garden's ``TfExampleDecoder`` reads plus the
 Object Detection API's extras, so either trainer can use the same shards.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.data.samples import Sample
 from pipeline.data.images import record_image_bytes
 from pipeline.data.parallel import parallel_map
+from pipeline.data.samples import Sample
 from pipeline.data.tfrecord import Bytes, Floats, Ints, TFRecordWriter, encode_example
 from pipeline.data.workspace import Workspace
 
@@ -82,26 +83,28 @@ def build_example(sample: Sample, encoded: bytes, class_ids: Mapping[str, int]) 
     except ValueError as exc:
         raise ValueError(f"{sample.image}: {exc}") from None
     width, height, boxes = sample.width, sample.height, sample.boxes
-    return encode_example({
-        "image/encoded": encoded,
-        "image/format": fmt,
-        "image/filename": sample.image,
-        # Model Garden's COCO evaluator parses source ids as integers.
-        "image/source_id": str(int(sample.id)),
-        "image/key/sha256": hashlib.sha256(encoded).hexdigest(),
-        "image/height": height,
-        "image/width": width,
-        "image/object/bbox/xmin": Floats(box.xmin / width for box in boxes),
-        "image/object/bbox/xmax": Floats(box.xmax / width for box in boxes),
-        "image/object/bbox/ymin": Floats(box.ymin / height for box in boxes),
-        "image/object/bbox/ymax": Floats(box.ymax / height for box in boxes),
-        "image/object/class/label": Ints(class_ids[box.label] for box in boxes),
-        "image/object/class/text": Bytes(box.label for box in boxes),
-        "image/object/area": Floats(box.area for box in boxes),
-        "image/object/is_crowd": Ints(0 for _ in boxes),
-        "image/object/difficult": Ints(int(box.difficult) for box in boxes),
-        "image/object/truncated": Ints(int(box.truncated) for box in boxes),
-    })
+    return encode_example(
+        {
+            "image/encoded": encoded,
+            "image/format": fmt,
+            "image/filename": sample.image,
+            # Model Garden's COCO evaluator parses source ids as integers.
+            "image/source_id": str(int(sample.id)),
+            "image/key/sha256": hashlib.sha256(encoded).hexdigest(),
+            "image/height": height,
+            "image/width": width,
+            "image/object/bbox/xmin": Floats(box.xmin / width for box in boxes),
+            "image/object/bbox/xmax": Floats(box.xmax / width for box in boxes),
+            "image/object/bbox/ymin": Floats(box.ymin / height for box in boxes),
+            "image/object/bbox/ymax": Floats(box.ymax / height for box in boxes),
+            "image/object/class/label": Ints(class_ids[box.label] for box in boxes),
+            "image/object/class/text": Bytes(box.label for box in boxes),
+            "image/object/area": Floats(box.area for box in boxes),
+            "image/object/is_crowd": Ints(0 for _ in boxes),
+            "image/object/difficult": Ints(int(box.difficult) for box in boxes),
+            "image/object/truncated": Ints(int(box.truncated) for box in boxes),
+        }
+    )
 
 
 def write_records(

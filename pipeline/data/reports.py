@@ -2,6 +2,7 @@
 
 The JSON produced here is a contract: the bot and user scripts read it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

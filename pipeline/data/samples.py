@@ -3,6 +3,7 @@
 Coordinates are pixels in the orientation the record will hold, so that every
 step after inspection can trust them without looking at the image again.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -68,4 +69,3 @@ def samples_from_json(rows: list[dict]) -> list[Sample]:
         row["transform"] = Transform(**row["transform"])
         samples.append(Sample(**row))
     return samples
-

@@ -4,6 +4,7 @@ The result is a manifest (sample id -> split) that the record writer follows, so
 no image is ever copied. Byte-identical images form one unit and always share a
 split, otherwise validation would score images the model was trained on.
 """
+
 from __future__ import annotations
 
 import random
@@ -11,9 +12,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pipeline.data.reports import SplitStats
 from pipeline.data.samples import SPLITS, Sample
 from pipeline.errors import UsageError
-from pipeline.data.reports import SplitStats
 
 # Backtracking steps allowed when placing rare classes; real datasets need about
 # one step per class, so running out means the classes cannot all be stratified.
@@ -40,15 +41,21 @@ def _same(label: str) -> str | None:
 
 def _check_ratios(val_ratio: float, test_ratio: float) -> None:
     if not 0 < val_ratio < 1:
-        raise UsageError(f"the validation ratio {val_ratio} is out of range: it must be above 0 and below 1 "
-                         "(0.1 to 0.2 is usual), e.g. --val-ratio 0.15.")
+        raise UsageError(
+            f"the validation ratio {val_ratio} is out of range: it must be above 0 and below 1 "
+            "(0.1 to 0.2 is usual), e.g. --val-ratio 0.15."
+        )
     if not 0 <= test_ratio < 1:
-        raise UsageError(f"the test ratio {test_ratio} is out of range: it must be 0 (no test split) or "
-                         "above 0 and below 1, e.g. --test-ratio 0.1.")
+        raise UsageError(
+            f"the test ratio {test_ratio} is out of range: it must be 0 (no test split) or "
+            "above 0 and below 1, e.g. --test-ratio 0.1."
+        )
     if val_ratio + test_ratio >= 1:
-        raise UsageError(f"the validation and test ratios add up to {val_ratio + test_ratio:g}, which leaves "
-                         "nothing to train on: together they must stay below 1, e.g. --val-ratio 0.15 "
-                         "--test-ratio 0.1.")
+        raise UsageError(
+            f"the validation and test ratios add up to {val_ratio + test_ratio:g}, which leaves "
+            "nothing to train on: together they must stay below 1, e.g. --val-ratio 0.15 "
+            "--test-ratio 0.1."
+        )
 
 
 def _units(samples: Sequence[Sample]) -> list[_Unit]:
@@ -65,9 +72,13 @@ def _units(samples: Sequence[Sample]) -> list[_Unit]:
         unknown = set(folders) - set(SPLITS)
         if unknown:
             raise ValueError(f"unknown folder split {sorted(unknown)}; expected one of {SPLITS}")
-        units.append(_Unit(ids=tuple(s.id for s in members),
-                           labels=frozenset().union(*(s.labels for s in members)),
-                           folder=max(folders, key=_FOLDER_PRIORITY.__getitem__) if folders else None))
+        units.append(
+            _Unit(
+                ids=tuple(s.id for s in members),
+                labels=frozenset().union(*(s.labels for s in members)),
+                folder=max(folders, key=_FOLDER_PRIORITY.__getitem__) if folders else None,
+            )
+        )
     return units
 
 
@@ -95,8 +106,13 @@ def _requirements(members: dict[str, list[int]], with_test: bool) -> list[tuple[
     return needs
 
 
-def _search(needs: list[tuple[str, str]], members: dict[str, list[int]], labels: dict[int, frozenset[str]],
-            budget: int, backtrack: bool) -> dict[int, str] | None:
+def _search(
+    needs: list[tuple[str, str]],
+    members: dict[str, list[int]],
+    labels: dict[int, frozenset[str]],
+    budget: int,
+    backtrack: bool,
+) -> dict[int, str] | None:
     """Assign units so each (class, split) need has one; None when none exists or the budget runs out.
 
     Without ``backtrack`` this is one greedy pass that skips needs it cannot meet.
@@ -138,8 +154,14 @@ def _search(needs: list[tuple[str, str]], members: dict[str, list[int]], labels:
     return assigned if i >= 0 else None
 
 
-def _fill(order: list[int], assigned: dict[int, str], labels: dict[int, frozenset[str]],
-          needs: list[tuple[str, str]], n_val: int, n_test: int) -> dict[int, str]:
+def _fill(
+    order: list[int],
+    assigned: dict[int, str],
+    labels: dict[int, frozenset[str]],
+    needs: list[tuple[str, str]],
+    n_val: int,
+    n_test: int,
+) -> dict[int, str]:
     """Top val and test up to their sizes, never taking a class's last training unit."""
     result = {unit: assigned.get(unit, "train") for unit in order}
     guarded = {label for label, split in needs if split == "train"}
@@ -158,8 +180,9 @@ def _fill(order: list[int], assigned: dict[int, str], labels: dict[int, frozense
     return result
 
 
-def _split_units(pool: Sequence[int], units: list[_Unit], val_ratio: float, test_ratio: float,
-                 rng: random.Random) -> dict[int, str]:
+def _split_units(
+    pool: Sequence[int], units: list[_Unit], val_ratio: float, test_ratio: float, rng: random.Random
+) -> dict[int, str]:
     """Stratified split of the units at the indices in ``pool``."""
     order = sorted(pool)
     rng.shuffle(order)
@@ -176,12 +199,13 @@ def _split_units(pool: Sequence[int], units: list[_Unit], val_ratio: float, test
     return _fill(order, assigned, labels, needs, n_val, n_test)
 
 
-def _split_by_folders(units: list[_Unit], val_ratio: float, test_ratio: float,
-                      rng: random.Random) -> dict[int, str]:
+def _split_by_folders(units: list[_Unit], val_ratio: float, test_ratio: float, rng: random.Random) -> dict[int, str]:
     folders = {index: unit.folder for index, unit in enumerate(units) if unit.folder is not None}
     if not folders:
-        raise UsageError("no train/valid/test folders were found in the zip; split by ratio instead "
-                         "(leave out --use-folders), or put the images in train/ and valid/ folders.")
+        raise UsageError(
+            "no train/valid/test folders were found in the zip; split by ratio instead "
+            "(leave out --use-folders), or put the images in train/ and valid/ folders."
+        )
     result = dict(folders)
     if "val" not in folders.values():  # a train folder alone still needs something to validate on
         trained = [index for index, folder in folders.items() if folder == "train"]
@@ -190,19 +214,24 @@ def _split_by_folders(units: list[_Unit], val_ratio: float, test_ratio: float,
     result |= _split_units(free, units, val_ratio, test_ratio, rng)
     for split, name in (("train", "training"), ("val", "validation")):
         if split not in result.values():
-            raise UsageError(f"the folders leave no {name} images: put more images in the train/ folder "
-                             f"(and valid/), or split by ratio instead (leave out --use-folders).")
+            raise UsageError(
+                f"the folders leave no {name} images: put more images in the train/ folder "
+                f"(and valid/), or split by ratio instead (leave out --use-folders)."
+            )
     return result
 
 
-def split_samples(samples: Sequence[Sample], val_ratio: float, test_ratio: float = 0.0, seed: int = 0,
-                  use_folders: bool = False) -> dict[int, str]:
+def split_samples(
+    samples: Sequence[Sample], val_ratio: float, test_ratio: float = 0.0, seed: int = 0, use_folders: bool = False
+) -> dict[int, str]:
     """Sample id -> "train", "val" or "test"; the same inputs in any order give the same split."""
     _check_ratios(val_ratio, test_ratio)
     units = _units(samples)
     if len(units) < 2:
-        raise UsageError(f"only {len(units)} distinct usable image(s) (identical copies count once); a split "
-                         "needs at least 2, one to train on and one to validate on: add more images.")
+        raise UsageError(
+            f"only {len(units)} distinct usable image(s) (identical copies count once); a split "
+            "needs at least 2, one to train on and one to validate on: add more images."
+        )
     rng = random.Random(seed)
     if use_folders:
         by_unit = _split_by_folders(units, val_ratio, test_ratio, rng)
@@ -211,8 +240,9 @@ def split_samples(samples: Sequence[Sample], val_ratio: float, test_ratio: float
     return {sample_id: by_unit[index] for index, unit in enumerate(units) for sample_id in unit.ids}
 
 
-def split_stats(samples: Sequence[Sample], assignment: dict[int, str],
-                label_of: Callable[[str], str | None] = _same) -> dict[str, SplitStats]:
+def split_stats(
+    samples: Sequence[Sample], assignment: dict[int, str], label_of: Callable[[str], str | None] = _same
+) -> dict[str, SplitStats]:
     """Images, boxes and boxes per final class of every split in use; dropped labels are not counted."""
     images: Counter[str] = Counter()
     classes: dict[str, Counter[str]] = defaultdict(Counter)
@@ -220,13 +250,18 @@ def split_stats(samples: Sequence[Sample], assignment: dict[int, str],
         split = assignment[sample.id]
         images[split] += 1
         classes[split].update(final for box in sample.boxes if (final := label_of(box.label)) is not None)
-    return {split: SplitStats(images=images[split], boxes=sum(classes[split].values()),
-                              classes=dict(sorted(classes[split].items())))
-            for split in SPLITS if images[split]}
+    return {
+        split: SplitStats(
+            images=images[split], boxes=sum(classes[split].values()), classes=dict(sorted(classes[split].items()))
+        )
+        for split in SPLITS
+        if images[split]
+    }
 
 
-def split_warnings(samples: Sequence[Sample], assignment: dict[int, str],
-                   label_of: Callable[[str], str | None] = _same) -> tuple[str, ...]:
+def split_warnings(
+    samples: Sequence[Sample], assignment: dict[int, str], label_of: Callable[[str], str | None] = _same
+) -> tuple[str, ...]:
     """Sentences about classes with too few images in a split, in class order."""
     per_class: dict[str, Counter[str]] = defaultdict(Counter)
     for sample in samples:
@@ -244,18 +279,20 @@ def _class_warnings(name: str, images: Counter[str], with_test: bool) -> list[st
     warnings = []
     train, val = images["train"], images["val"]
     if train == 0:
-        warnings.append(f"class '{name}' has no training images; the detector cannot learn it — "
-                        "add more images of it")
+        warnings.append(f"class '{name}' has no training images; the detector cannot learn it — add more images of it")
     elif train < _MIN_TRAIN_IMAGES:
-        warnings.append(f"class '{name}' has only {train} training image{'s' if train > 1 else ''}; "
-                        "detectors need ~50+ per class — add more images of it")
+        warnings.append(
+            f"class '{name}' has only {train} training image{'s' if train > 1 else ''}; "
+            "detectors need ~50+ per class — add more images of it"
+        )
     if val == 0:
-        warnings.append(f"class '{name}' has no validation images; its accuracy cannot be measured — "
-                        "add more images of it")
+        warnings.append(
+            f"class '{name}' has no validation images; its accuracy cannot be measured — add more images of it"
+        )
     elif val < _MIN_VAL_IMAGES:
-        warnings.append(f"class '{name}' has only {val} validation image; its score will be noisy — "
-                        "add more images of it")
+        warnings.append(
+            f"class '{name}' has only {val} validation image; its score will be noisy — add more images of it"
+        )
     if with_test and images["test"] == 0:
-        warnings.append(f"class '{name}' has no test images; its test score is missing — "
-                        "add more images of it")
+        warnings.append(f"class '{name}' has no test images; its test score is missing — add more images of it")
     return warnings

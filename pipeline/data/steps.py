@@ -3,6 +3,7 @@
 Each step reads the previous steps' files from the workspace and writes its
 own, so the CLI, the bot and scripts can run them one at a time or in one go.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,16 +12,16 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.data.samples import SPLITS, Sample
-from pipeline.errors import WorkspaceError
 from pipeline.data.dataset_health import inspect_files, summarize
 from pipeline.data.ingest import ExtractLimits, extract_zip
 from pipeline.data.label_plan import LabelPlan, edit_labels, load_plan
 from pipeline.data.preview import write_preview
 from pipeline.data.records import RecordsReport, write_records
 from pipeline.data.reports import HealthReport, Problem, SplitReport
+from pipeline.data.samples import SPLITS, Sample
 from pipeline.data.split import split_samples, split_stats, split_warnings
 from pipeline.data.workspace import Workspace
+from pipeline.errors import WorkspaceError
 from pipeline.files import write_json
 
 
@@ -37,8 +38,9 @@ class PrepareOptions:
     limits: ExtractLimits = field(default_factory=ExtractLimits)
 
 
-def inspect(archive: Path, ws: Workspace, limits: ExtractLimits = ExtractLimits(),
-            workers: int | None = None) -> HealthReport:
+def inspect(
+    archive: Path, ws: Workspace, limits: ExtractLimits = ExtractLimits(), workers: int | None = None
+) -> HealthReport:
     """Unpack the zip safely into the workspace, check every file, write report and preview."""
     files = _unpack(archive, ws, limits)
     samples, report = inspect_files(ws.source, files, workers)
@@ -57,11 +59,13 @@ def _unpack(archive: Path, ws: Workspace, limits: ExtractLimits) -> tuple[str, .
         if stored["sha256"] != digest:
             raise WorkspaceError(
                 f"The workspace {ws.root} already holds another dataset ({stored['name']}). "
-                f"Choose a new --out folder for {archive.name}, or delete {ws.root} first.")
+                f"Choose a new --out folder for {archive.name}, or delete {ws.root} first."
+            )
         return tuple(stored["files"])
     if ws.root.exists() and any(ws.root.iterdir()):
-        raise WorkspaceError(f"{ws.root} is not empty and is not a detbot workspace; "
-                             f"choose a new --out folder for {archive.name}.")
+        raise WorkspaceError(
+            f"{ws.root} is not empty and is not a detbot workspace; choose a new --out folder for {archive.name}."
+        )
     ws.root.mkdir(parents=True, exist_ok=True)
     extraction = extract_zip(archive, ws.source, limits)
     write_json(marker, {"name": archive.name, "sha256": digest, "files": list(extraction.files)})
@@ -76,13 +80,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def split(ws: Workspace, val_ratio: float = 0.1, test_ratio: float = 0.0, seed: int = 0,
-          use_folders: bool = False) -> SplitReport:
+def split(
+    ws: Workspace, val_ratio: float = 0.1, test_ratio: float = 0.0, seed: int = 0, use_folders: bool = False
+) -> SplitReport:
     samples = ws.load_samples()
     assignment = split_samples(samples, val_ratio, test_ratio, seed, use_folders)
-    write_json(ws.split, {"seed": seed, "ratios": {"val": val_ratio, "test": test_ratio},
-                          "from_folders": use_folders,
-                          "assignment": {str(k): v for k, v in sorted(assignment.items())}})
+    write_json(
+        ws.split,
+        {
+            "seed": seed,
+            "ratios": {"val": val_ratio, "test": test_ratio},
+            "from_folders": use_folders,
+            "assignment": {str(k): v for k, v in sorted(assignment.items())},
+        },
+    )
     return split_report(ws, samples)
 
 
@@ -91,15 +102,27 @@ def split_report(ws: Workspace, samples: list[Sample]) -> SplitReport:
     stored = ws.read_json(ws.split, "split")
     assignment = {int(k): v for k, v in stored["assignment"].items()}
     plan = load_plan(ws, samples)
-    return SplitReport(seed=stored["seed"], ratios=stored["ratios"], from_folders=stored["from_folders"],
-                       splits=split_stats(samples, assignment, plan.final),
-                       warnings=split_warnings(samples, assignment, plan.final))
+    return SplitReport(
+        seed=stored["seed"],
+        ratios=stored["ratios"],
+        from_folders=stored["from_folders"],
+        splits=split_stats(samples, assignment, plan.final),
+        warnings=split_warnings(samples, assignment, plan.final),
+    )
 
 
-def labels(ws: Workspace, *, rename=(), merge=(), drop=(), label_map: Path | None = None,
-           ignore_unknown: bool = False) -> tuple[LabelPlan, list[Problem]]:
-    return edit_labels(ws, ws.load_samples(), rename=rename, merge=merge, drop=drop,
-                       label_map_file=label_map, ignore_unknown=ignore_unknown)
+def labels(
+    ws: Workspace, *, rename=(), merge=(), drop=(), label_map: Path | None = None, ignore_unknown: bool = False
+) -> tuple[LabelPlan, list[Problem]]:
+    return edit_labels(
+        ws,
+        ws.load_samples(),
+        rename=rename,
+        merge=merge,
+        drop=drop,
+        label_map_file=label_map,
+        ignore_unknown=ignore_unknown,
+    )
 
 
 def records(ws: Workspace, shards: int | None = None, workers: int | None = None) -> RecordsReport:
@@ -116,8 +139,7 @@ def prepare(archive: Path, out: Path, options: PrepareOptions = PrepareOptions()
     """Every step in one go; returns (and saves) the JSON summary the bot and scripts read."""
     ws = Workspace(out)
     report = inspect(archive, ws, options.limits, options.workers)
-    plan, label_problems = labels(ws, label_map=options.label_map,
-                                  ignore_unknown=options.ignore_unknown_labels)
+    plan, label_problems = labels(ws, label_map=options.label_map, ignore_unknown=options.ignore_unknown_labels)
     split_result = split(ws, options.val_ratio, options.test_ratio, options.seed, options.use_folders)
     written = records(ws, options.shards, options.workers)
     summary = build_summary(ws, report, plan, split_result, written, label_problems)
@@ -125,13 +147,22 @@ def prepare(archive: Path, out: Path, options: PrepareOptions = PrepareOptions()
     return summary
 
 
-def build_summary(ws: Workspace, report: HealthReport, plan: LabelPlan, split_result: SplitReport,
-                  written: RecordsReport, label_problems: list[Problem]) -> dict:
+def build_summary(
+    ws: Workspace,
+    report: HealthReport,
+    plan: LabelPlan,
+    split_result: SplitReport,
+    written: RecordsReport,
+    label_problems: list[Problem],
+) -> dict:
     final = summarize(report.images, [plan.relabel(s) for s in ws.load_samples()], [])
     problems = [asdict(p) for p in (*report.problems, *label_problems)]
     outputs = {"label_map": str(ws.label_map), "preview": str(ws.preview)}
-    outputs |= {f"{name}_records": list(written.splits.get(name, ())) for name in SPLITS
-                if name != "test" or name in written.splits}
+    outputs |= {
+        f"{name}_records": list(written.splits.get(name, ()))
+        for name in SPLITS
+        if name != "test" or name in written.splits
+    }
     return {
         "images": report.images,
         "labelled_images": final.labelled_images,

@@ -4,6 +4,7 @@ Used by the tests, the benchmarks and ``python -m pipeline demo`` (a dataset to 
 the whole flow without data of your own). ``photo_like`` adds texture so JPEGs have
 the size and decode cost of real photos.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,8 +44,7 @@ def make_voc_zip(path: Path, spec: SyntheticSpec = SyntheticSpec(), root: str = 
 
 
 def render_sample(rng: random.Random, spec: SyntheticSpec, filename: str) -> tuple[bytes, str]:
-    width, height = (round(side * (1 + rng.uniform(-spec.size_jitter, spec.size_jitter)))
-                     for side in spec.size)
+    width, height = (round(side * (1 + rng.uniform(-spec.size_jitter, spec.size_jitter))) for side in spec.size)
     image = _background(rng, width, height, spec.photo_like)
     draw = ImageDraw.Draw(image)
     objects = []
@@ -61,12 +61,16 @@ def render_sample(rng: random.Random, spec: SyntheticSpec, filename: str) -> tup
 
 def voc_xml(filename: str, width: int, height: int, objects) -> str:
     """A Pascal VOC annotation as LabelImg writes it."""
-    parts = [f"<annotation><folder>JPEGImages</folder><filename>{filename}</filename>",
-             f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
+    parts = [
+        f"<annotation><folder>JPEGImages</folder><filename>{filename}</filename>",
+        f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>",
+    ]
     for label, xmin, ymin, xmax, ymax in objects:
-        parts.append(f"<object><name>{label}</name><pose>Unspecified</pose><truncated>0</truncated>"
-                     f"<difficult>0</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
-                     f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+        parts.append(
+            f"<object><name>{label}</name><pose>Unspecified</pose><truncated>0</truncated>"
+            f"<difficult>0</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+        )
     parts.append("</annotation>")
     return "\n".join(parts)
 
@@ -76,12 +80,16 @@ def _background(rng: random.Random, width: int, height: int, photo_like: bool) -
     if not photo_like:
         return Image.new("RGB", (width, height), base)
     # Blurred coarse noise plus fine grain: compresses and decodes like a photo.
-    coarse = Image.frombytes("RGB", (width // 16 + 1, height // 16 + 1), rng.randbytes(3 * (width // 16 + 1) * (height // 16 + 1)))
-    image = Image.blend(coarse.resize((width, height), Image.Resampling.BICUBIC),
-                        Image.new("RGB", (width, height), base), 0.5)
+    coarse = Image.frombytes(
+        "RGB", (width // 16 + 1, height // 16 + 1), rng.randbytes(3 * (width // 16 + 1) * (height // 16 + 1))
+    )
+    image = Image.blend(
+        coarse.resize((width, height), Image.Resampling.BICUBIC), Image.new("RGB", (width, height), base), 0.5
+    )
     grain = Image.frombytes("L", (width, height), rng.randbytes(width * height)).filter(ImageFilter.BoxBlur(1))
-    return Image.composite(image, Image.new("RGB", (width, height), (128, 128, 128)),
-                           grain.point(lambda v: 200 + v // 5))
+    return Image.composite(
+        image, Image.new("RGB", (width, height), (128, 128, 128)), grain.point(lambda v: 200 + v // 5)
+    )
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, label: str, box, color) -> None:

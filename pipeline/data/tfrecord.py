@@ -14,6 +14,7 @@ Wire format of the messages involved (all fields length-delimited unless noted):
     FloatList { repeated float value = 1 [packed]; }  # float32 little-endian
     Int64List { repeated int64 value = 1 [packed]; }  # varints
 """
+
 from __future__ import annotations
 
 import numbers

@@ -4,6 +4,7 @@ lxml is told to resolve no entities, load no DTD and read no network; on top of
 that any DOCTYPE is refused outright, because a VOC file never needs one and a
 billion-laughs or XXE file is then a bad annotation, never an expansion.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,18 +39,27 @@ class VocAnnotation:
 
 
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False, remove_comments=True,
-                           remove_pis=True)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
 
 
 def parse_voc(data: bytes) -> VocAnnotation:
     if len(data) > MAX_XML_BYTES:
-        raise AnnotationError(f"is {len(data) / 2**20:.1f} MiB; VOC files are a few KB "
-                              f"(limit {MAX_XML_BYTES // 2**20} MiB)")
+        raise AnnotationError(
+            f"is {len(data) / 2**20:.1f} MiB; VOC files are a few KB (limit {MAX_XML_BYTES // 2**20} MiB)"
+        )
     if _DOCTYPE.search(data):
-        raise AnnotationError("declares a DTD or entities (<!DOCTYPE>/<!ENTITY>), which VOC "
-                              "files never need; refused so nothing can expand or be fetched")
+        raise AnnotationError(
+            "declares a DTD or entities (<!DOCTYPE>/<!ENTITY>), which VOC "
+            "files never need; refused so nothing can expand or be fetched"
+        )
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -78,8 +88,7 @@ def _parse_object(node) -> VocObject:
     try:
         coords = tuple(float(_text(box, key) or "") for key in ("xmin", "ymin", "xmax", "ymax"))
     except ValueError:
-        return VocObject(name, None, difficult, truncated,
-                         "has a missing or non-numeric coordinate in <bndbox>")
+        return VocObject(name, None, difficult, truncated, "has a missing or non-numeric coordinate in <bndbox>")
     if not all(abs(c) < 1e7 for c in coords):  # also rejects nan/inf
         return VocObject(name, None, difficult, truncated, "has an impossible coordinate")
     return VocObject(name, coords, difficult, truncated)

@@ -3,6 +3,7 @@
 Every path is managed here so that a user never types one; the layout follows the
 Object Detection API's recommended tree (``data/label_map.pbtxt``, sharded records).
 """
+
 from __future__ import annotations
 
 import json

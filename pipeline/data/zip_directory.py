@@ -4,6 +4,7 @@
 entry before anyone can look at the count: a million tiny entries cost half a GiB.
 This walks the same records one at a time and stops as soon as there are too many.
 """
+
 from __future__ import annotations
 
 import struct
@@ -85,7 +86,7 @@ def _uncompressed(size: int, extra: bytes) -> int:
         tag, length = struct.unpack("<HH", extra[:4])
         if tag == _ZIP64_EXTRA and length >= 8:
             return struct.unpack("<Q", extra[4:12])[0]
-        extra = extra[4 + length:]
+        extra = extra[4 + length :]
     return size
 
 
@@ -111,7 +112,7 @@ def _unicode_path_extra(extra: bytes, raw: bytes) -> str | None:
     """The Info-ZIP Unicode Path field, only if it still describes the stored name (CRC matches)."""
     while len(extra) >= 4:
         tag, size = struct.unpack("<HH", extra[:4])
-        body, extra = extra[4:4 + size], extra[4 + size:]
+        body, extra = extra[4 : 4 + size], extra[4 + size :]
         if tag != _UNICODE_PATH_EXTRA or len(body) < 5 or body[0] != 1:
             continue
         if struct.unpack("<I", body[1:5])[0] != zlib.crc32(raw):

@@ -3,6 +3,7 @@
 The logic is the archive README's snippet: the photo turned upright by its EXIF
 orientation, the SavedModel's normalised boxes scaled to that image's pixels.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,12 +18,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from pipeline.train.devices import configure_tensorflow
-from pipeline.errors import UsageError
 from pipeline.data.images import ImageCheckError, open_image, to_rgb
-from pipeline.label_map import read_pbtxt
 from pipeline.drawing import class_color, label_box
+from pipeline.errors import UsageError
 from pipeline.files import replacing
+from pipeline.label_map import read_pbtxt
+from pipeline.train.devices import configure_tensorflow
 
 log = logging.getLogger(__name__)
 SAVED_MODEL = "saved_model"
@@ -58,8 +59,10 @@ def extract(archive: Path) -> Path:
     """The archive unpacked into ``ARCHIVE.cache/SHA256/``, unpacked only the first time."""
     archive = Path(archive)
     if not archive.is_file():
-        raise UsageError(f"There is no model archive at {archive}: make one with "
-                         "`python -m pipeline export JOB_DIR --out MODEL.zip`.")
+        raise UsageError(
+            f"There is no model archive at {archive}: make one with "
+            "`python -m pipeline export JOB_DIR --out MODEL.zip`."
+        )
     with archive.open("rb") as stream:
         digest = hashlib.file_digest(stream, "sha256").hexdigest()
     cache = archive.with_name(archive.name + ".cache")
@@ -90,8 +93,10 @@ def extract(archive: Path) -> Path:
 
 def _check_layout(folder: Path, archive: Path) -> None:
     if not (folder / SAVED_MODEL / "saved_model.pb").exists() or not (folder / LABEL_MAP).exists():
-        raise UsageError(f"{archive} is not a detbot model archive (no {SAVED_MODEL}/ and {LABEL_MAP} inside): "
-                         "give the .zip that `python -m pipeline export` wrote.")
+        raise UsageError(
+            f"{archive} is not a detbot model archive (no {SAVED_MODEL}/ and {LABEL_MAP} inside): "
+            "give the .zip that `python -m pipeline export` wrote."
+        )
 
 
 @functools.lru_cache(maxsize=2)
@@ -138,10 +143,16 @@ def detect(model: Model, image: Image.Image, threshold: float = DEFAULT_THRESHOL
     scores = outputs["detection_scores"][0, :count].numpy()
     classes = outputs["detection_classes"][0, :count].numpy()
     width, height = image.size
-    found = [Detection(label=model.names.get(int(cid), str(int(cid))), score=float(score),
-                       box=(float(x0 * width), float(y0 * height), float(x1 * width), float(y1 * height)),
-                       class_id=int(cid))
-             for (y0, x0, y1, x1), score, cid in zip(boxes, scores, classes) if score >= threshold]
+    found = [
+        Detection(
+            label=model.names.get(int(cid), str(int(cid))),
+            score=float(score),
+            box=(float(x0 * width), float(y0 * height), float(x1 * width), float(y1 * height)),
+            class_id=int(cid),
+        )
+        for (y0, x0, y1, x1), score, cid in zip(boxes, scores, classes)
+        if score >= threshold
+    ]
     return sorted(found, key=lambda d: -d.score)
 
 
@@ -154,8 +165,13 @@ def draw(image: Image.Image | Path, detections: list[Detection], out: Path) -> P
     canvas = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=max(12, min(picture.size) // 36))
     for detection in sorted(detections, key=lambda d: d.score):  # the best on top
-        label_box(canvas, [v * zoom for v in detection.box], f"{detection.label} {detection.score:.2f}",
-                   class_color(detection.label), font)
+        label_box(
+            canvas,
+            [v * zoom for v in detection.box],
+            f"{detection.label} {detection.score:.2f}",
+            class_color(detection.label),
+            font,
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out) as tmp:

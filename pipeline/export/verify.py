@@ -6,6 +6,7 @@
 against the records' boxes, the confusion matrix and sample drawings. A TFLite
 model is measured the same way by ``evaluate_tflite``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.errors import ExportError, PipelineError
-from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
 from pipeline.data.images import ALLOWED_FORMATS
-from pipeline.export.predict import DEFAULT_THRESHOLD, detect, draw, load_model
 from pipeline.data.tfrecord import iter_records
+from pipeline.errors import ExportError, PipelineError
+from pipeline.export.predict import DEFAULT_THRESHOLD, detect, draw, load_model
+from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("records", type=Path, nargs="+", help="validation TFRecords")
     parser.add_argument("--samples", type=int, default=4, help="validation images to draw")
     parser.add_argument("--iou", type=float, default=0.5)
-    parser.add_argument("--score", type=float, default=DEFAULT_THRESHOLD,
-                        help="lowest score counted in the confusion matrix (default: what `predict` shows)")
+    parser.add_argument(
+        "--score",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="lowest score counted in the confusion matrix (default: what `predict` shows)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -42,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def verify(folder: Path, records: list[Path], samples: int = 4, iou: float = 0.5,
-           score: float = DEFAULT_THRESHOLD) -> dict:
+def verify(
+    folder: Path, records: list[Path], samples: int = 4, iou: float = 0.5, score: float = DEFAULT_THRESHOLD
+) -> dict:
     model = load_model(folder)
     truths, found, drawn, seconds = [], [], [], 0.0
     for source_id, image, truth in read_examples(records):
@@ -51,8 +57,13 @@ def verify(folder: Path, records: list[Path], samples: int = 4, iou: float = 0.5
         detections = detect(model, image, threshold=0.0)  # every box the model keeps, as COCO AP wants
         seconds += time.perf_counter() - start
         truths.append(truth)
-        found.append(ImageBoxes(boxes=tuple(d.box for d in detections), classes=tuple(d.class_id for d in detections),
-                                scores=tuple(d.score for d in detections)))
+        found.append(
+            ImageBoxes(
+                boxes=tuple(d.box for d in detections),
+                classes=tuple(d.class_id for d in detections),
+                scores=tuple(d.score for d in detections),
+            )
+        )
         if len(drawn) < samples:
             shown = [d for d in detections if d.score >= DEFAULT_THRESHOLD]
             drawn.append(str(draw(image, shown, folder / "samples" / f"{source_id}.png")))
@@ -61,8 +72,12 @@ def verify(folder: Path, records: list[Path], samples: int = 4, iou: float = 0.5
     matrix = confusion_matrix(truths, found, max(model.names) + 1, iou=iou, score=score, class_names=model.names)
     matrix.write_png(folder / "confusion.png")
     return coco_ap(truths, found, model.names) | {
-        "images": len(truths), "boxes": sum(len(t.boxes) for t in truths),
-        "seconds_per_image": round(seconds / len(truths), 4), "confusion": matrix.to_json(), "samples": drawn}
+        "images": len(truths),
+        "boxes": sum(len(t.boxes) for t in truths),
+        "seconds_per_image": round(seconds / len(truths), 4),
+        "confusion": matrix.to_json(),
+        "samples": drawn,
+    }
 
 
 def evaluate_tflite(path: Path, records: list[Path], names: dict[int, str]) -> dict:
@@ -88,11 +103,16 @@ def read_examples(records: list[Path]) -> Iterator[tuple[str, object, ImageBoxes
             with Image.open(io.BytesIO(feature["image/encoded"].bytes_list.value[0]), formats=ALLOWED_FORMATS) as image:
                 image = image.convert("RGB")  # records hold upright RGB JPEG/PNG already
             width, height = image.size
-            box = {key: feature[f"image/object/bbox/{key}"].float_list.value
-                   for key in ("xmin", "ymin", "xmax", "ymax")}
-            truth = ImageBoxes(boxes=tuple((x0 * width, y0 * height, x1 * width, y1 * height) for x0, y0, x1, y1
-                                           in zip(box["xmin"], box["ymin"], box["xmax"], box["ymax"])),
-                               classes=tuple(int(c) for c in feature["image/object/class/label"].int64_list.value))
+            box = {
+                key: feature[f"image/object/bbox/{key}"].float_list.value for key in ("xmin", "ymin", "xmax", "ymax")
+            }
+            truth = ImageBoxes(
+                boxes=tuple(
+                    (x0 * width, y0 * height, x1 * width, y1 * height)
+                    for x0, y0, x1, y1 in zip(box["xmin"], box["ymin"], box["xmax"], box["ymax"])
+                ),
+                classes=tuple(int(c) for c in feature["image/object/class/label"].int64_list.value),
+            )
             yield feature["image/source_id"].bytes_list.value[0].decode(), image, truth
 
 
@@ -117,21 +137,28 @@ class _TfliteRunner:
         import tensorflow as tf
         from official.vision.ops import preprocess_ops
 
-        pixels = preprocess_ops.normalize_image(tf.constant(np.asarray(image), tf.float32),
-                                                offset=preprocess_ops.MEAN_RGB, scale=preprocess_ops.STDDEV_RGB)
+        pixels = preprocess_ops.normalize_image(
+            tf.constant(np.asarray(image), tf.float32), offset=preprocess_ops.MEAN_RGB, scale=preprocess_ops.STDDEV_RGB
+        )
         # The input is already a multiple of the coarsest stride for the catalogue's models: no extra padding.
-        pixels, info = preprocess_ops.resize_and_crop_image(pixels, self.size, padded_size=self.size,
-                                                            aug_scale_min=1.0, aug_scale_max=1.0)
+        pixels, info = preprocess_ops.resize_and_crop_image(
+            pixels, self.size, padded_size=self.size, aug_scale_min=1.0, aug_scale_max=1.0
+        )
         start = time.perf_counter()
         out = self.run(inputs=pixels.numpy()[None])
         self.seconds += time.perf_counter() - start
         count = int(out["num_detections"][0])
         scale_y, scale_x = (float(v) for v in info[2].numpy())
         height, width = self.size
-        boxes = tuple((x0 * width / scale_x, y0 * height / scale_y, x1 * width / scale_x, y1 * height / scale_y)
-                      for y0, x0, y1, x1 in out["detection_boxes"][0, :count].tolist())
-        return ImageBoxes(boxes=boxes, classes=tuple(int(c) for c in out["detection_classes"][0, :count]),
-                          scores=tuple(float(s) for s in out["detection_scores"][0, :count]))
+        boxes = tuple(
+            (x0 * width / scale_x, y0 * height / scale_y, x1 * width / scale_x, y1 * height / scale_y)
+            for y0, x0, y1, x1 in out["detection_boxes"][0, :count].tolist()
+        )
+        return ImageBoxes(
+            boxes=boxes,
+            classes=tuple(int(c) for c in out["detection_classes"][0, :count]),
+            scores=tuple(float(s) for s in out["detection_scores"][0, :count]),
+        )
 
 
 if __name__ == "__main__":

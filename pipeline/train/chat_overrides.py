@@ -4,6 +4,7 @@ Whatever a chat user types is data. Only the settings below reach the trainer, e
 value parsed, range-checked and written back here, so no path, URL, trainer option or
 other config key can be reached from a chat (the CLI keeps full power for the operator).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,10 @@ class ChatOptionError(UsageError):
 
     def __init__(self, word: str, problem: str, option: ChatOption | None = None):
         wanted = f" ({option.name}: {describe(option)})" if option else ""
-        super().__init__(f"'{word}' is not an allowed training setting ({problem}){wanted}.",
-                         details={"word": word, "problem": problem, "name": option.name if option else None})
+        super().__init__(
+            f"'{word}' is not an allowed training setting ({problem}){wanted}.",
+            details={"word": word, "problem": problem, "name": option.name if option else None},
+        )
         self.word, self.problem, self.option = word, problem, option
 
 
@@ -71,8 +74,7 @@ class ChatSettings:
         return tuple(f"{option.name}={literal(value)}" for option, value in self.values)
 
     def trainer_options(self) -> list[str]:
-        return [token for option, value in self.values if option.is_option
-                for token in (option.target, literal(value))]
+        return [token for option, value in self.values if option.is_option for token in (option.target, literal(value))]
 
     def overrides(self) -> list[str]:
         return [f"{option.target}={literal(value)}" for option, value in self.values if not option.is_option]

@@ -4,6 +4,7 @@ What a person used to edit by hand in ``pipeline.config`` (classes, paths, batch
 size, steps, schedule, precision) is derived here from the catalogue entry, the
 workspace and the hardware; the user may still override any key, strictly.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import TrainingError, UsageError
-from pipeline.train.hardware import Hardware
-from pipeline.label_map import read_pbtxt
-from pipeline.train.catalogue import ModelSpec
 from pipeline.data.tfrecord import iter_records
 from pipeline.data.workspace import Workspace
+from pipeline.errors import TrainingError, UsageError
 from pipeline.files import write_text
+from pipeline.label_map import read_pbtxt
+from pipeline.train.catalogue import ModelSpec
+from pipeline.train.hardware import Hardware
 
 DEFAULT_EPOCHS = {"cpu": 30, "gpu": 50}
 CPU_BATCH = 8
@@ -83,17 +84,27 @@ class Schedule:
 def workspace_facts(ws: Workspace) -> DataFacts:
     train, val = ws.records("train"), ws.records("val")
     if not train or not val:
-        raise TrainingError(f"The workspace {ws.root} has no train/val records yet: run "
-                            "`python -m pipeline prepare DATASET.zip --out WORKSPACE` first.")
-    counts = {split: sum(1 for path in paths for _ in iter_records(path)) for split, paths in
-              (("train", train), ("val", val))}
+        raise TrainingError(
+            f"The workspace {ws.root} has no train/val records yet: run "
+            "`python -m pipeline prepare DATASET.zip --out WORKSPACE` first."
+        )
+    counts = {
+        split: sum(1 for path in paths for _ in iter_records(path)) for split, paths in (("train", train), ("val", val))
+    }
     if counts["val"] == 0 or counts["train"] == 0:
-        raise TrainingError(f"The workspace {ws.root} has {counts['train']} training and {counts['val']} "
-                            "validation images; training needs both. Add images, or split again.")
+        raise TrainingError(
+            f"The workspace {ws.root} has {counts['train']} training and {counts['val']} "
+            "validation images; training needs both. Add images, or split again."
+        )
     label_map = read_pbtxt(ws.label_map)
-    return DataFacts(num_classes=max(item.id for item in label_map.items) + 1, train_images=counts["train"],
-                     val_images=counts["val"], train_pattern=str(ws.data.absolute() / "train-*-of-*.tfrecord"),
-                     val_pattern=str(ws.data.absolute() / "val-*-of-*.tfrecord"), label_map=str(ws.label_map))
+    return DataFacts(
+        num_classes=max(item.id for item in label_map.items) + 1,
+        train_images=counts["train"],
+        val_images=counts["val"],
+        train_pattern=str(ws.data.absolute() / "train-*-of-*.tfrecord"),
+        val_pattern=str(ws.data.absolute() / "val-*-of-*.tfrecord"),
+        label_map=str(ws.label_map),
+    )
 
 
 def plan_schedule(spec: ModelSpec, facts: DataFacts, hardware: Hardware, request: TrainRequest) -> Schedule:
@@ -113,11 +124,17 @@ def plan_schedule(spec: ModelSpec, facts: DataFacts, hardware: Hardware, request
     eval_interval = _multiple(max(steps / EVALS_PER_RUN, min(MIN_EVAL_INTERVAL, steps)), loop)
     checkpoint_interval = min(eval_interval, _multiple(max(loop * 5, min(MIN_CHECKPOINT_INTERVAL, steps)), loop))
     eval_batch = max(1, min(8, facts.val_images))
-    return Schedule(batch_size=batch, steps=steps, steps_per_loop=loop, checkpoint_interval=checkpoint_interval,
-                    eval_interval=eval_interval, eval_batch_size=eval_batch,
-                    validation_steps=math.ceil(facts.val_images / eval_batch),
-                    learning_rate=base_learning_rate(batch),
-                    warmup_steps=min(MAX_WARMUP_STEPS, max(1, round(steps * WARMUP_FRACTION))))
+    return Schedule(
+        batch_size=batch,
+        steps=steps,
+        steps_per_loop=loop,
+        checkpoint_interval=checkpoint_interval,
+        eval_interval=eval_interval,
+        eval_batch_size=eval_batch,
+        validation_steps=math.ceil(facts.val_images / eval_batch),
+        learning_rate=base_learning_rate(batch),
+        warmup_steps=min(MAX_WARMUP_STEPS, max(1, round(steps * WARMUP_FRACTION))),
+    )
 
 
 def _multiple(value: float, unit: int) -> int:
@@ -147,8 +164,9 @@ def _pow2_floor(value: float) -> int:
     return 2 ** int(math.log2(max(1.0, value)))
 
 
-def config_overrides(spec: ModelSpec, facts: DataFacts, hardware: Hardware, plan: Schedule,
-                     init_checkpoint: str | None) -> dict:
+def config_overrides(
+    spec: ModelSpec, facts: DataFacts, hardware: Hardware, plan: Schedule, init_checkpoint: str | None
+) -> dict:
     """Everything detbot sets, as one nested dict over the experiment's defaults."""
     precision = hardware.precision
     long_run = plan.steps >= LONG_RUN_STEPS
@@ -172,12 +190,22 @@ def config_overrides(spec: ModelSpec, facts: DataFacts, hardware: Hardware, plan
         "task.init_checkpoint": init_checkpoint,
         "task.init_checkpoint_modules": list(spec.init_modules) if init_checkpoint else "all",
         "task.export_config.output_normalized_coordinates": True,
-        "task.train_data": {"input_path": facts.train_pattern, "global_batch_size": plan.batch_size,
-                            "dtype": precision, "parser": {"aug_rand_hflip": True,
-                                                            "aug_scale_min": 0.5 if long_run else 0.8,
-                                                            "aug_scale_max": 2.0 if long_run else 1.25}},
-        "task.validation_data": {"input_path": facts.val_pattern, "global_batch_size": plan.eval_batch_size,
-                                 "dtype": precision, "drop_remainder": False},
+        "task.train_data": {
+            "input_path": facts.train_pattern,
+            "global_batch_size": plan.batch_size,
+            "dtype": precision,
+            "parser": {
+                "aug_rand_hflip": True,
+                "aug_scale_min": 0.5 if long_run else 0.8,
+                "aug_scale_max": 2.0 if long_run else 1.25,
+            },
+        },
+        "task.validation_data": {
+            "input_path": facts.val_pattern,
+            "global_batch_size": plan.eval_batch_size,
+            "dtype": precision,
+            "drop_remainder": False,
+        },
         "trainer": _trainer_settings(plan),
     }
     for extra in (spec.config, {} if hardware.gpus else spec.cpu_config):
@@ -187,16 +215,24 @@ def config_overrides(spec: ModelSpec, facts: DataFacts, hardware: Hardware, plan
 
 def _trainer_settings(plan: Schedule) -> dict:
     return {
-        "train_steps": plan.steps, "steps_per_loop": plan.steps_per_loop,
-        "summary_interval": plan.steps_per_loop, "checkpoint_interval": plan.checkpoint_interval,
-        "validation_interval": plan.eval_interval, "validation_steps": plan.validation_steps,
-        "best_checkpoint_eval_metric": "AP", "best_checkpoint_metric_comp": "higher",
+        "train_steps": plan.steps,
+        "steps_per_loop": plan.steps_per_loop,
+        "summary_interval": plan.steps_per_loop,
+        "checkpoint_interval": plan.checkpoint_interval,
+        "validation_interval": plan.eval_interval,
+        "validation_steps": plan.validation_steps,
+        "best_checkpoint_eval_metric": "AP",
+        "best_checkpoint_metric_comp": "higher",
         "optimizer_config": {
             "optimizer": {"type": "sgd", "sgd": {"momentum": 0.9}},
-            "learning_rate": {"type": "cosine", "cosine": {"initial_learning_rate": plan.learning_rate,
-                                                           "decay_steps": plan.steps}},
-            "warmup": {"type": "linear", "linear": {"warmup_steps": plan.warmup_steps,
-                                                    "warmup_learning_rate": plan.learning_rate / 10}},
+            "learning_rate": {
+                "type": "cosine",
+                "cosine": {"initial_learning_rate": plan.learning_rate, "decay_steps": plan.steps},
+            },
+            "warmup": {
+                "type": "linear",
+                "linear": {"warmup_steps": plan.warmup_steps, "warmup_learning_rate": plan.learning_rate / 10},
+            },
         },
     }
 
@@ -219,7 +255,9 @@ def nest(flat: dict) -> dict:
 def _merge(base: dict, extra: dict) -> dict:
     merged = dict(base)
     for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -229,8 +267,10 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"'{pair}' is not a key=value override; write e.g. "
-                             "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.01")
+            raise UsageError(
+                f"'{pair}' is not a key=value override; write e.g. "
+                "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.01"
+            )
         try:
             flat[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -238,11 +278,12 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict:
     return flat
 
 
-def build_params(spec: ModelSpec, facts: DataFacts, hardware: Hardware, request: TrainRequest,
-                 init_checkpoint: str | None = None):
+def build_params(
+    spec: ModelSpec, facts: DataFacts, hardware: Hardware, request: TrainRequest, init_checkpoint: str | None = None
+):
     """The locked ExperimentConfig: experiment defaults < detbot's choices < user overrides."""
-    from official.core import exp_factory
     import official.vision.registry_imports  # noqa: F401  (registers the experiments)
+    from official.core import exp_factory
 
     params = exp_factory.get_exp_config(spec.experiment)
     plan = plan_schedule(spec, facts, hardware, request)
@@ -259,9 +300,11 @@ UNSUPPORTED_STRATEGIES = ("multi_worker_mirrored", "parameter_server", "tpu")
 def apply_user_overrides(params, overrides) -> None:
     flat = parse_overrides(overrides)
     if str(flat.get("runtime.distribution_strategy", "")).lower() in UNSUPPORTED_STRATEGIES:
-        raise UsageError(f"runtime.distribution_strategy={flat['runtime.distribution_strategy']} is not supported: "
-                         "detbot trains one job on one host, on all the GPUs it is given (mirrored). Leave the "
-                         "strategy to detbot.")
+        raise UsageError(
+            f"runtime.distribution_strategy={flat['runtime.distribution_strategy']} is not supported: "
+            "detbot trains one job on one host, on all the GPUs it is given (mirrored). Leave the "
+            "strategy to detbot."
+        )
     for key, value in flat.items():
         # YAML reads "1000" as an int and "1e9" as a string; given to a float field, either
         # breaks TensorFlow's schedules much later, far from the override that caused it.
@@ -273,8 +316,10 @@ def apply_user_overrides(params, overrides) -> None:
     try:
         params.override(nest(flat), is_strict=True)
     except (KeyError, AttributeError, ValueError, TypeError) as exc:
-        raise UsageError(f"Override rejected: {_override_reason(exc)}. Keys follow Model Garden's config "
-                         "(`python -m pipeline train --show-config` prints them).") from None
+        raise UsageError(
+            f"Override rejected: {_override_reason(exc)}. Keys follow Model Garden's config "
+            "(`python -m pipeline train --show-config` prints them)."
+        ) from None
 
 
 def _current(params, key: str):
@@ -294,8 +339,8 @@ def save_params(params, path: Path) -> None:
 
 
 def load_params(experiment: str, path: Path):
-    from official.core import exp_factory
     import official.vision.registry_imports  # noqa: F401
+    from official.core import exp_factory
 
     params = exp_factory.get_exp_config(experiment)
     params.override(yaml.safe_load(path.read_text(encoding="utf-8")), is_strict=True)

@@ -6,6 +6,7 @@ the export) runs out; with memory growth each takes what it uses. Which GPUs a p
 use is decided before it starts, by its ``CUDA_VISIBLE_DEVICES``. TensorFlow is passed in,
 never imported here: the dataset path and the bot must not load it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,10 @@ def _describe(tf) -> str:
     if not visible:
         return "the CPU"
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", "unknown GPU") for gpu in visible]
-    growth = ("memory growth on" if all(tf.config.experimental.get_memory_growth(gpu) for gpu in visible)
-              else "memory growth off")
+    growth = (
+        "memory growth on"
+        if all(tf.config.experimental.get_memory_growth(gpu) for gpu in visible)
+        else "memory growth off"
+    )
     shown = ", ".join(f"{gpu.name.removeprefix('/physical_device:')} ({name})" for gpu, name in zip(visible, names))
     return f"{shown}; {growth}"

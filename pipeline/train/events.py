@@ -3,6 +3,7 @@
 The training process is the only writer; the CLI's ``status`` and the bot read it
 (the bot mirrors it into SQLite), so a restart of either loses nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,12 @@ def iter_events(path: Path) -> Iterator[dict]:
                 continue
             event, clean = parse_line(line)
             if not clean:
-                log.warning("%s: a line is not one event record; %s: %r", path,
-                            "kept the record after the tear" if event else "skipped", line[:120])
+                log.warning(
+                    "%s: a line is not one event record; %s: %r",
+                    path,
+                    "kept the record after the tear" if event else "skipped",
+                    line[:120],
+                )
             if event is not None:
                 yield event
 
@@ -77,6 +82,7 @@ def _record(text: bytes) -> dict | None:
 
 def _clean(fields: dict) -> dict:
     """JSON has no NaN: a non-finite loss is written as the string 'nan' / 'inf'."""
+
     def fix(value):
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
@@ -85,4 +91,5 @@ def _clean(fields: dict) -> dict:
         if isinstance(value, (list, tuple)):
             return [fix(v) for v in value]
         return value
+
     return {key: fix(value) for key, value in fields.items()}

@@ -5,6 +5,7 @@ costs seconds; the catalogue and the bot need the answer before any training.
 A described machine (``--assume-hardware gpus=2,memory_gb=80,cc=8.0``) lets a plan
 be made, printed and run (emulated on the CPU) for hardware that is not here.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ class Hardware:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, payload: dict) -> "Hardware":
+    def from_json(cls, payload: dict) -> Hardware:
         return cls(**{key: payload[key] for key in cls.__dataclass_fields__ if key in payload})
 
 
@@ -58,8 +59,10 @@ def parse_hardware_spec(text: str, cpu_cores: int | None = None) -> Hardware:
         key, sep, raw = part.partition("=")
         key = key.strip()
         if not sep or key not in _SPEC_KEYS:
-            raise UsageError(f"'{part}' in the hardware description is not one of gpus=N, memory_gb=GB, cc=X.Y; "
-                             "write e.g. --assume-hardware gpus=1,memory_gb=80,cc=9.0.")
+            raise UsageError(
+                f"'{part}' in the hardware description is not one of gpus=N, memory_gb=GB, cc=X.Y; "
+                "write e.g. --assume-hardware gpus=1,memory_gb=80,cc=9.0."
+            )
         try:
             values[key] = _SPEC_KEYS[key](raw.strip())
         except ValueError:
@@ -68,13 +71,20 @@ def parse_hardware_spec(text: str, cpu_cores: int | None = None) -> Hardware:
     if not 0 <= gpus <= 64:
         raise UsageError(f"gpus={gpus} is out of range: describe 0 to 64 GPUs.")
     if gpus and not (1 <= values.get("memory_gb", 0) <= 1024 and 3.0 <= values.get("cc", 0) <= 20):
-        raise UsageError("A GPU description needs memory_gb (1-1024) and cc, the compute capability (e.g. 7.5 for "
-                         "a T4, 8.0 for an A100, 9.0 for an H100 or H200).")
+        raise UsageError(
+            "A GPU description needs memory_gb (1-1024) and cc, the compute capability (e.g. 7.5 for "
+            "a T4, 8.0 for an A100, 9.0 for an H100 or H200)."
+        )
     cores = cpu_cores or _cpu_cores()
     if not gpus:
         return Hardware(cpu_cores=cores, assumed=True)
-    return Hardware(gpus=gpus, gpu_memory_mb=int(values["memory_gb"] * 1024), compute_capability=values["cc"],
-                    cpu_cores=cores, assumed=True)
+    return Hardware(
+        gpus=gpus,
+        gpu_memory_mb=int(values["memory_gb"] * 1024),
+        compute_capability=values["cc"],
+        cpu_cores=cores,
+        assumed=True,
+    )
 
 
 def _cpu_cores() -> int:
@@ -90,8 +100,12 @@ def detect_hardware(visible_devices: str | None = None) -> Hardware:
     gpus = _visible(_query_gpus(), visible_devices)
     if not gpus:
         return Hardware(cpu_cores=cores)
-    return Hardware(gpus=len(gpus), gpu_memory_mb=min(gpu.memory_mb for gpu in gpus),
-                    compute_capability=min(gpu.compute_capability for gpu in gpus), cpu_cores=cores)
+    return Hardware(
+        gpus=len(gpus),
+        gpu_memory_mb=min(gpu.memory_mb for gpu in gpus),
+        compute_capability=min(gpu.compute_capability for gpu in gpus),
+        cpu_cores=cores,
+    )
 
 
 def visible_gpu_ids(visible_devices: str | None = None) -> tuple[str, ...]:
@@ -118,8 +132,13 @@ def _query_gpus() -> list[_Gpu]:
     if smi is None:
         return []
     try:
-        out = subprocess.run([smi, "--query-gpu=index,uuid,memory.total,compute_cap", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            [smi, "--query-gpu=index,uuid,memory.total,compute_cap", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     rows = [[cell.strip() for cell in line.split(",")] for line in out.splitlines() if line.strip()]

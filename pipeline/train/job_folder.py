@@ -3,6 +3,7 @@
 The job folder is the whole truth about a job (config, checkpoints, events), so
 a job started by the CLI or the bot can be resumed, watched or stopped by either.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ class JobState:
     recoveries: int = 0
 
     @classmethod
-    def load(cls, job: JobPaths) -> "JobState":
+    def load(cls, job: JobPaths) -> JobState:
         return cls(**json.loads(job.state.read_text())) if job.state.exists() else cls()
 
     def save(self, job: JobPaths) -> None:
@@ -52,6 +53,8 @@ class JobState:
 def load_job(job_dir: Path) -> tuple[JobPaths, dict]:
     job = JobPaths(Path(job_dir))
     if not job.job.exists():
-        raise UsageError(f"{job_dir} is not a training job folder (no job.json): start one with "
-                         "`python -m pipeline train WORKSPACE --model NAME --job-dir DIR`.")
+        raise UsageError(
+            f"{job_dir} is not a training job folder (no job.json): start one with "
+            "`python -m pipeline train WORKSPACE --model NAME --job-dir DIR`."
+        )
     return job, json.loads(job.job.read_text())

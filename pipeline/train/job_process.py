@@ -3,6 +3,7 @@
 A job started by the CLI or the bot can be watched or stopped by either: its folder
 holds the pid and the process start time, and that is all they share.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,14 @@ def start_detached(argv: list[str], job: JobPaths) -> int:
     """Run ``python -m pipeline ARGV`` in its own session so it outlives its parent (bot or shell)."""
     job.root.mkdir(parents=True, exist_ok=True)
     with job.log.open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   cwd=PROJECT_ROOT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=PROJECT_ROOT,
+        )
     return process.pid
 
 
@@ -72,8 +78,14 @@ def job_status(job: JobPaths) -> dict:
     events = read_events(job.events)
     last = {event["event"]: event for event in events}
     latest = events[-1] if events else None
-    return {"job": str(job.root), "running": running_pid(job) is not None,
-            "state": latest["event"] if latest else "created", "step": latest["step"] if latest else 0,
-            "last_progress": last.get("progress"), "last_eval": last.get("eval"),
-            "best": json.loads(job.best_json.read_text()) if job.best_json.exists() else None,
-            "events": len(events), "last_event": latest}
+    return {
+        "job": str(job.root),
+        "running": running_pid(job) is not None,
+        "state": latest["event"] if latest else "created",
+        "step": latest["step"] if latest else 0,
+        "last_progress": last.get("progress"),
+        "last_eval": last.get("eval"),
+        "best": json.loads(job.best_json.read_text()) if job.best_json.exists() else None,
+        "events": len(events),
+        "last_event": latest,
+    }

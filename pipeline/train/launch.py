@@ -3,6 +3,7 @@
 The CLI and the bot start training the same way: ``python -m pipeline train``,
 in the foreground or detached into its own session.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,19 +12,20 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from pipeline.data.workspace import Workspace
+from pipeline.files import write_json
+from pipeline.train.catalogue import get_model
+from pipeline.train.config import TrainRequest, build_params, save_params, workspace_facts
 from pipeline.train.hardware import Hardware
 from pipeline.train.job_folder import JobPaths, load_job
 from pipeline.train.job_process import claim_pid
-from pipeline.train.catalogue import get_model
-from pipeline.train.config import TrainRequest, build_params, save_params, workspace_facts
-from pipeline.data.workspace import Workspace
-from pipeline.files import write_json
 
 log = logging.getLogger(__name__)
 
 
-def create_job(workspace: Path, request: TrainRequest, job_dir: Path, hardware: Hardware,
-               weights_cache: Path) -> tuple[JobPaths, bool]:
+def create_job(
+    workspace: Path, request: TrainRequest, job_dir: Path, hardware: Hardware, weights_cache: Path
+) -> tuple[JobPaths, bool]:
     """The job for ``job_dir``: created from the request, or the existing one (resume)."""
     job = JobPaths(Path(job_dir))
     if job.job.exists():
@@ -37,13 +39,22 @@ def create_job(workspace: Path, request: TrainRequest, job_dir: Path, hardware: 
     label_map = job.root / "label_map.pbtxt"
     shutil.copyfile(ws.label_map, label_map)  # the job keeps the map it was trained with
     save_params(params, job.params)
-    write_json(job.job, {
-        "model": spec.name, "experiment": spec.experiment, "workspace": str(ws.root.absolute()),
-        "label_map": str(label_map.absolute()), "device": hardware.device, "hardware": hardware.to_json(),
-        "train_images": facts.train_images, "val_images": facts.val_images,
-        "request": asdict(request),
-        "init_checkpoint": init_checkpoint, "created": time.time(),
-    })
+    write_json(
+        job.job,
+        {
+            "model": spec.name,
+            "experiment": spec.experiment,
+            "workspace": str(ws.root.absolute()),
+            "label_map": str(label_map.absolute()),
+            "device": hardware.device,
+            "hardware": hardware.to_json(),
+            "train_images": facts.train_images,
+            "val_images": facts.val_images,
+            "request": asdict(request),
+            "init_checkpoint": init_checkpoint,
+            "created": time.time(),
+        },
+    )
     return job, True
 
 

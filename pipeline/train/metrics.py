@@ -3,6 +3,7 @@
 Plain numpy and pycocotools on boxes in pixels, so the same numbers can be
 computed for any model (the exported SavedModel, TFLite) without TensorFlow.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from pipeline.files import replacing
 
 Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax in pixels
@@ -30,8 +32,9 @@ class ImageBoxes:
     scores: tuple[float, ...] = ()
 
 
-def coco_ap(groundtruths: Sequence[ImageBoxes], detections: Sequence[ImageBoxes],
-            class_names: Mapping[int, str]) -> dict:
+def coco_ap(
+    groundtruths: Sequence[ImageBoxes], detections: Sequence[ImageBoxes], class_names: Mapping[int, str]
+) -> dict:
     """COCO box AP, AP50, AP75 and per-class AP (None for a class without ground truth)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -43,12 +46,18 @@ def coco_ap(groundtruths: Sequence[ImageBoxes], detections: Sequence[ImageBoxes]
         return {"AP": None, "AP50": None, "AP75": None, "per_class_AP": dict.fromkeys(names.values())}
     results = _annotations(detections, with_scores=True)
     if not results:  # pycocotools cannot load an empty result list; nothing found scores 0
-        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0,
-                "per_class_AP": {name: 0.0 if _has(groundtruths, cid) else None for cid, name in names.items()}}
+        return {
+            "AP": 0.0,
+            "AP50": 0.0,
+            "AP75": 0.0,
+            "per_class_AP": {name: 0.0 if _has(groundtruths, cid) else None for cid, name in names.items()},
+        }
     truth = COCO()
-    truth.dataset = {"images": [{"id": index} for index in range(len(groundtruths))],
-                     "categories": [{"id": cid, "name": name} for cid, name in names.items()],
-                     "annotations": _annotations(groundtruths, with_scores=False)}
+    truth.dataset = {
+        "images": [{"id": index} for index in range(len(groundtruths))],
+        "categories": [{"id": cid, "name": name} for cid, name in names.items()],
+        "annotations": _annotations(groundtruths, with_scores=False),
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and tables
         truth.createIndex()
         evaluation = COCOeval(truth, truth.loadRes(results), "bbox")
@@ -56,8 +65,10 @@ def coco_ap(groundtruths: Sequence[ImageBoxes], detections: Sequence[ImageBoxes]
         evaluation.accumulate()
         evaluation.summarize()
     precision = evaluation.eval["precision"]
-    per_class = {names[cid]: mean_valid(precision[:, :, index, _ALL_AREAS, _MAX_DETS])
-                 for index, cid in enumerate(evaluation.params.catIds)}
+    per_class = {
+        names[cid]: mean_valid(precision[:, :, index, _ALL_AREAS, _MAX_DETS])
+        for index, cid in enumerate(evaluation.params.catIds)
+    }
     stats = evaluation.stats
     return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]), "per_class_AP": per_class}
 
@@ -68,8 +79,14 @@ def _annotations(images: Sequence[ImageBoxes], with_scores: bool) -> list[dict]:
         scores = image.scores if with_scores else (None,) * len(image.boxes)
         for (xmin, ymin, xmax, ymax), cid, score in zip(image.boxes, image.classes, scores):
             width, height = xmax - xmin, ymax - ymin
-            row = {"id": len(rows) + 1, "image_id": image_id, "category_id": int(cid),
-                   "bbox": [xmin, ymin, width, height], "area": width * height, "iscrowd": 0}
+            row = {
+                "id": len(rows) + 1,
+                "image_id": image_id,
+                "category_id": int(cid),
+                "bbox": [xmin, ymin, width, height],
+                "area": width * height,
+                "iscrowd": 0,
+            }
             rows.append(row | ({"score": float(score)} if with_scores else {}))
     return rows
 
@@ -102,8 +119,13 @@ class ConfusionMatrix:
         return (*self.names, MISSED)
 
     def to_json(self) -> dict:
-        return {"rows": list(self.rows), "columns": list(self.columns),
-                "counts": [list(row) for row in self.counts], "iou": self.iou, "score": self.score}
+        return {
+            "rows": list(self.rows),
+            "columns": list(self.columns),
+            "counts": [list(row) for row in self.counts],
+            "iou": self.iou,
+            "score": self.score,
+        }
 
     def write_png(self, path: Path) -> Path:
         import matplotlib
@@ -117,8 +139,14 @@ class ConfusionMatrix:
         fig, ax = plt.subplots(figsize=(size + 1, size), dpi=110)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (row, column), value in np.ndenumerate(counts):
-            ax.text(column, row, int(value), ha="center", va="center",
-                    color="white" if share[row, column] > 0.5 else "black")
+            ax.text(
+                column,
+                row,
+                int(value),
+                ha="center",
+                va="center",
+                color="white" if share[row, column] > 0.5 else "black",
+            )
         ax.set_xticks(range(len(self.columns)), self.columns, rotation=45, ha="right")
         ax.set_yticks(range(len(self.rows)), self.rows)
         ax.set_xlabel("predicted")
@@ -131,9 +159,14 @@ class ConfusionMatrix:
         return path
 
 
-def confusion_matrix(groundtruths: Sequence[ImageBoxes], detections: Sequence[ImageBoxes], num_classes: int,
-                     iou: float = 0.5, score: float = 0.5,
-                     class_names: Mapping[int, str] | None = None) -> ConfusionMatrix:
+def confusion_matrix(
+    groundtruths: Sequence[ImageBoxes],
+    detections: Sequence[ImageBoxes],
+    num_classes: int,
+    iou: float = 0.5,
+    score: float = 0.5,
+    class_names: Mapping[int, str] | None = None,
+) -> ConfusionMatrix:
     """Match detections to ground truth by IoU whatever their class, so a wrong class is off the diagonal.
 
     ``num_classes`` counts the background id 0, as the model config does: classes are ids 1..num_classes-1.
@@ -142,11 +175,17 @@ def confusion_matrix(groundtruths: Sequence[ImageBoxes], detections: Sequence[Im
     counts = np.zeros((size, size), dtype=int)
     for truth, found in zip(groundtruths, detections, strict=True):
         for true_index, found_index in _match(truth, found, iou, score):
-            counts[size - 1 if true_index is None else truth.classes[true_index] - 1,
-                   size - 1 if found_index is None else found.classes[found_index] - 1] += 1
+            counts[
+                size - 1 if true_index is None else truth.classes[true_index] - 1,
+                size - 1 if found_index is None else found.classes[found_index] - 1,
+            ] += 1
     names = {int(k): v for k, v in (class_names or {}).items()}
-    return ConfusionMatrix(names=tuple(names.get(cid, str(cid)) for cid in range(1, num_classes)),
-                           counts=tuple(tuple(int(v) for v in row) for row in counts), iou=iou, score=score)
+    return ConfusionMatrix(
+        names=tuple(names.get(cid, str(cid)) for cid in range(1, num_classes)),
+        counts=tuple(tuple(int(v) for v in row) for row in counts),
+        iou=iou,
+        score=score,
+    )
 
 
 def _match(truth: ImageBoxes, found: ImageBoxes, iou: float, score: float):

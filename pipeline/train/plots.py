@@ -1,7 +1,9 @@
 """Loss and AP curves as PNG files in the job folder, drawn from the event stream."""
+
 from __future__ import annotations
 
 from pathlib import Path
+
 from pipeline.files import replacing
 
 PLOT_INTERVAL_S = 30.0
@@ -30,8 +32,9 @@ def _loss_plot(progress: list[dict], incidents: list[dict], out: Path) -> None:
         values = [e.get(key) * scale if isinstance(e.get(key), (int, float)) else None for e in progress]
         ax.plot(steps, values, label=label, linewidth=1.4)
     for incident in incidents:
-        ax.axvline(incident["step"], color="red" if incident["event"] == "nan" else "orange",
-                   linestyle="--", linewidth=1)
+        ax.axvline(
+            incident["step"], color="red" if incident["event"] == "nan" else "orange", linestyle="--", linewidth=1
+        )
     ax.set(xlabel="step", ylabel="loss", title="Training loss (red: NaN, orange: recovered)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)

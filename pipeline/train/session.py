@@ -3,6 +3,7 @@ restored, saved and rebuilt with a lower learning rate or batch when needed.
 
 Only this module (and export) import TensorFlow, lazily, in the training process.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +14,10 @@ import logging
 from pathlib import Path
 
 from pipeline.errors import PipelineError, TrainingError
+from pipeline.files import write_json
+from pipeline.train.config import CPU_BATCH, base_learning_rate
 from pipeline.train.hardware import Hardware
 from pipeline.train.job_folder import JobPaths, JobState
-from pipeline.train.config import CPU_BATCH, base_learning_rate
-from pipeline.files import write_json
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 3
@@ -59,10 +60,15 @@ class Session:
             self.trainer = train_utils.create_trainer(self.params, task, train=True, evaluate=True)
         use_per_class_evaluator(task)
         self.task = task
-        self.manager = tf.train.CheckpointManager(self.trainer.checkpoint, str(self.job.checkpoints),
-                                                  max_to_keep=KEEP_CHECKPOINTS, step_counter=self.trainer.global_step)
-        self.best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.trainer.model),
-                                                       str(self.job.best), max_to_keep=1)
+        self.manager = tf.train.CheckpointManager(
+            self.trainer.checkpoint,
+            str(self.job.checkpoints),
+            max_to_keep=KEEP_CHECKPOINTS,
+            step_counter=self.trainer.global_step,
+        )
+        self.best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=self.trainer.model), str(self.job.best), max_to_keep=1
+        )
         if self.manager.latest_checkpoint:
             self.trainer.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
         else:
@@ -112,9 +118,17 @@ class Session:
         if not self._finite():
             return False
         path = str(Path(self.best_manager.save(checkpoint_number=step)).absolute())
-        write_json(self.job.best_json, {"step": step, "AP": ap, "AP50": metrics.get("AP50"),
-                                        "AP75": metrics.get("AP75"), "per_class_AP": per_class,
-                                        "checkpoint": path})
+        write_json(
+            self.job.best_json,
+            {
+                "step": step,
+                "AP": ap,
+                "AP50": metrics.get("AP50"),
+                "AP75": metrics.get("AP75"),
+                "per_class_AP": per_class,
+                "checkpoint": path,
+            },
+        )
         return True
 
     def write_confusion(self, names: dict) -> None:
@@ -133,8 +147,11 @@ class Session:
 
     def _finite(self) -> bool:
         tf = self.tf
-        return all(bool(tf.reduce_all(tf.math.is_finite(tf.cast(w, tf.float32)))) for w in self.trainer.model.weights
-                   if w.dtype.is_floating)
+        return all(
+            bool(tf.reduce_all(tf.math.is_finite(tf.cast(w, tf.float32))))
+            for w in self.trainer.model.weights
+            if w.dtype.is_floating
+        )
 
 
 def scaled_params(params, state: JobState, batch_fit: float = 1.0):
@@ -145,22 +162,34 @@ def scaled_params(params, state: JobState, batch_fit: float = 1.0):
     fitted = lambda scale: max(replicas, int(batch * scale * batch_fit) // replicas * replicas)  # noqa: E731
     new_batch = fitted(state.batch_scale)
     if state.batch_scale < 1 and new_batch == fitted(state.batch_scale * 2):  # halving no longer shrinks it
-        raise TrainingError(f"The model does not fit in GPU memory even with a batch of {new_batch}: choose a "
-                            "smaller model (`python -m pipeline models`) or a smaller input size.")
+        raise TrainingError(
+            f"The model does not fit in GPU memory even with a batch of {new_batch}: choose a "
+            "smaller model (`python -m pipeline models`) or a smaller input size."
+        )
     # The learning rate follows the planner's batch rule, so a halved batch trains as planned for it.
     factor = state.lr_scale * base_learning_rate(new_batch) / base_learning_rate(batch)
     lr = scaled.trainer.optimizer_config.learning_rate
     schedule = getattr(lr, lr.type)
-    updates = {name: _scale(value, factor) for name, value in schedule.as_dict().items()
-               if "learning_rate" in name or name == "values"}
-    scaled.override({"task": {"train_data": {"global_batch_size": new_batch}},
-                     "trainer": {"optimizer_config": {"learning_rate": {lr.type: updates}}}}, is_strict=True)
+    updates = {
+        name: _scale(value, factor)
+        for name, value in schedule.as_dict().items()
+        if "learning_rate" in name or name == "values"
+    }
+    scaled.override(
+        {
+            "task": {"train_data": {"global_batch_size": new_batch}},
+            "trainer": {"optimizer_config": {"learning_rate": {lr.type: updates}}},
+        },
+        is_strict=True,
+    )
     warmup = scaled.trainer.optimizer_config.warmup
     if warmup.type:
         rate = getattr(warmup, warmup.type).as_dict().get("warmup_learning_rate")
         if rate is not None:
-            scaled.override({"trainer": {"optimizer_config": {"warmup": {
-                warmup.type: {"warmup_learning_rate": rate * factor}}}}}, is_strict=True)
+            scaled.override(
+                {"trainer": {"optimizer_config": {"warmup": {warmup.type: {"warmup_learning_rate": rate * factor}}}}},
+                is_strict=True,
+            )
     return scaled
 
 
@@ -175,12 +204,17 @@ def describe_failure(error: Exception, job: JobPaths, step: int | None = None) -
         return "out_of_memory", (
             f"The GPU ran out of memory {when}, while the model was being built. Another process may hold its "
             "memory (nvidia-smi lists them): wait for it, give this job its own GPU (DETBOT_GPUS_PER_JOB), or "
-            "choose a smaller model or batch size.")
+            "choose a smaller model or batch size."
+        )
     if step is None and isinstance(error, (ValueError, TypeError, KeyError, AttributeError)):
-        return "config", (f"Model Garden could not build this job's model or trainer ({name}: {detail}). The job's "
-                          f"config is {job.params}; start a new job without the overrides that changed it.")
-    return "internal", (f"Training stopped {when} on an unexpected error ({name}: {detail}). The traceback is in "
-                        f"the trainer's log ({job.log} for a background job).")
+        return "config", (
+            f"Model Garden could not build this job's model or trainer ({name}: {detail}). The job's "
+            f"config is {job.params}; start a new job without the overrides that changed it."
+        )
+    return "internal", (
+        f"Training stopped {when} on an unexpected error ({name}: {detail}). The traceback is in "
+        f"the trainer's log ({job.log} for a background job)."
+    )
 
 
 def emulated_replicas(tf, planned_gpus: int, hardware: Hardware | None) -> int:
@@ -191,10 +225,12 @@ def emulated_replicas(tf, planned_gpus: int, hardware: Hardware | None) -> int:
     if visible >= planned_gpus:
         return 0
     if hardware is None or not hardware.assumed:
-        raise TrainingError(f"This job was planned for {planned_gpus} GPU(s), but TensorFlow sees {visible}. Check "
-                            "the CUDA set-up (README, \"Training on a GPU host\": python -c \"import tensorflow as "
-                            "tf; print(tf.config.list_physical_devices('GPU'))\"), or start a new job, which plans "
-                            "for the GPUs that are there.")
+        raise TrainingError(
+            f"This job was planned for {planned_gpus} GPU(s), but TensorFlow sees {visible}. Check "
+            'the CUDA set-up (README, "Training on a GPU host": python -c "import tensorflow as '
+            "tf; print(tf.config.list_physical_devices('GPU'))\"), or start a new job, which plans "
+            "for the GPUs that are there."
+        )
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * planned_gpus)
     log.info("no %d GPU(s) here: emulating the plan over %d logical CPU devices", planned_gpus, planned_gpus)
@@ -211,8 +247,11 @@ def build_strategy(tf, params, emulated: int):
     from official.common import distribute_utils
 
     return distribute_utils.get_distribution_strategy(
-        distribution_strategy=params.runtime.distribution_strategy, all_reduce_alg=params.runtime.all_reduce_alg,
-        num_gpus=params.runtime.num_gpus, tpu_address=params.runtime.tpu)
+        distribution_strategy=params.runtime.distribution_strategy,
+        all_reduce_alg=params.runtime.all_reduce_alg,
+        num_gpus=params.runtime.num_gpus,
+        tpu_address=params.runtime.tpu,
+    )
 
 
 def emulated_batch_scale(params, emulated: int) -> float:

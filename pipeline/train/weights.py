@@ -12,6 +12,7 @@ A bare prefix's shard count is found by trying ``PREFIX.data-00000-of-0000K`` fo
 reading it from the ``.index`` header would need a LevelDB-table + snappy reader, while a
 probe costs one tiny 404 and the successful probe is the shard's download itself.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,9 +29,9 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from pipeline.errors import WeightsError
 from pipeline.fetch import POLICIES, FetchError, Response, describe, open_url
@@ -86,8 +87,14 @@ class _Job:
     policy: str  # pipeline.fetch: which addresses an http(s) source may resolve to
 
 
-def fetch_checkpoint(url: str, cache_dir: Path, sha256: str | None = None, timeout: float = 30.0,
-                     progress: Progress | None = None, policy: str = "any") -> FetchedCheckpoint:
+def fetch_checkpoint(
+    url: str,
+    cache_dir: Path,
+    sha256: str | None = None,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+    policy: str = "any",
+) -> FetchedCheckpoint:
     """Return the checkpoint prefix for ``url``, fetching and unpacking it into the cache once.
 
     ``progress(done, total)`` is called now and then while each file is fetched (``total`` is
@@ -102,8 +109,10 @@ def fetch_checkpoint(url: str, cache_dir: Path, sha256: str | None = None, timeo
         raise ValueError(f"unknown URL policy {policy!r}: use one of {', '.join(POLICIES)}")
     scheme = urllib.parse.urlsplit(str(url)).scheme.lower()
     if policy != "any" and (scheme == "file" or len(scheme) <= 1):  # a user must not probe our disk
-        raise WeightsError(f"Pretrained weights from a local file are allowed only with --url-policy any; "
-                           f"give an https:// or gs:// address, or {_SCRATCH}.")
+        raise WeightsError(
+            f"Pretrained weights from a local file are allowed only with --url-policy any; "
+            f"give an https:// or gs:// address, or {_SCRATCH}."
+        )
     source = _resolve_source(str(url))
     entry = Path(cache_dir) / hashlib.sha256(source.identity.encode()).hexdigest()[:16]
     job = _Job(source, entry, expected, timeout, progress, policy)
@@ -116,9 +125,11 @@ def fetch_checkpoint(url: str, cache_dir: Path, sha256: str | None = None, timeo
         digest, prefix = (_fetch_archive if source.kind == "archive" else _fetch_prefix)(job)
         _finish(job, digest, prefix)
     except OSError as error:  # network errors were translated already: this is the local disk
-        raise WeightsError(f"Could not write the pretrained weights into the cache folder {entry}: "
-                           f"{error}. Free some disk space or fix the folder's permissions, "
-                           f"or {_SCRATCH}.") from error
+        raise WeightsError(
+            f"Could not write the pretrained weights into the cache folder {entry}: "
+            f"{error}. Free some disk space or fix the folder's permissions, "
+            f"or {_SCRATCH}."
+        ) from error
     logger.info("pretrained weights for %s ready (sha256 %s)", source.display, digest)
     return FetchedCheckpoint(prefix, digest, False)
 
@@ -132,8 +143,10 @@ def to_https(url: str) -> str:
     if scheme == "gs" and parts.netloc and parts.path.strip("/"):
         return f"https://storage.googleapis.com/{parts.netloc}/{urllib.parse.quote(parts.path.lstrip('/'))}"
     what = "a gs:// address without an object path" if scheme == "gs" else f"a '{scheme}:' address"
-    raise WeightsError(f"Cannot fetch pretrained weights from {what}: give an https://, http:// or "
-                       f"gs://bucket/path address or a local file path, or {_SCRATCH}.")
+    raise WeightsError(
+        f"Cannot fetch pretrained weights from {what}: give an https://, http:// or "
+        f"gs://bucket/path address or a local file path, or {_SCRATCH}."
+    )
 
 
 def _display(url: str) -> str:
@@ -154,8 +167,10 @@ def _resolve_source(url: str) -> _Source:
     if kind == "prefix" and name.endswith(".index"):
         name, https = name[:-6], https._replace(path=https.path[:-6])
     if name in ("", ".", ".."):
-        raise WeightsError(f"The pretrained weights address {_display(url)} names no file: give the "
-                           f"archive (.tar.gz) or the checkpoint prefix (…/ckpt-N), or {_SCRATCH}.")
+        raise WeightsError(
+            f"The pretrained weights address {_display(url)} names no file: give the "
+            f"archive (.tar.gz) or the checkpoint prefix (…/ckpt-N), or {_SCRATCH}."
+        )
     full = urllib.parse.urlunsplit(https)
     return _Source(full, _display(full), kind, re.sub(r"[^\w.-]", "_", name), full, None)
 
@@ -166,9 +181,11 @@ def _local_source(path: Path) -> _Source:
         path = path.with_name(path.name[:-6])
     kind = "prefix" if Path(f"{path}.index").is_file() else "archive" if path.is_file() else None
     if kind is None:
-        raise WeightsError(f"The pretrained weights file {path} does not exist. Give the path of the "
-                           f".tar.gz archive or of the checkpoint prefix (ckpt-N.index without "
-                           f"'.index'), or {_SCRATCH}.")
+        raise WeightsError(
+            f"The pretrained weights file {path} does not exist. Give the path of the "
+            f".tar.gz archive or of the checkpoint prefix (ckpt-N.index without "
+            f"'.index'), or {_SCRATCH}."
+        )
     resolved = path.resolve()
     return _Source(resolved.as_uri(), str(path), kind, path.name, None, resolved)
 
@@ -208,8 +225,11 @@ def _fetch_prefix(job: _Job) -> tuple[str, Path]:
     _obtain(job, ".index", Path(f"{local}.index"))
     digest = _verify(job, Path(f"{local}.index"))
     # A shard already here (placed by hand, or half-downloaded) tells the count without probing.
-    known = [m.group(2) for p in local.parent.iterdir() if p.name.startswith(local.name)
-             and (m := _SHARD.fullmatch(p.name.removesuffix(".part")[len(local.name):]))]
+    known = [
+        m.group(2)
+        for p in local.parent.iterdir()
+        if p.name.startswith(local.name) and (m := _SHARD.fullmatch(p.name.removesuffix(".part")[len(local.name) :]))
+    ]
     for count in dict.fromkeys([*map(int, known), *range(1, _MAX_SHARDS + 1)]):
         try:
             _obtain(job, f".data-00000-of-{count:05d}", Path(f"{local}.data-00000-of-{count:05d}"))
@@ -222,9 +242,11 @@ def _fetch_prefix(job: _Job) -> tuple[str, Path]:
             _obtain(job, suffix, Path(f"{local}{suffix}"))
         _check_shards(local, job.source.display)
         return digest, local
-    raise WeightsError(f"The checkpoint {job.source.display} has an .index file but no data file "
-                       f"{job.source.name}.data-00000-of-000NN (NN = 01..{_MAX_SHARDS}). Check the "
-                       f"address, or {_SCRATCH}.")
+    raise WeightsError(
+        f"The checkpoint {job.source.display} has an .index file but no data file "
+        f"{job.source.name}.data-00000-of-000NN (NN = 01..{_MAX_SHARDS}). Check the "
+        f"address, or {_SCRATCH}."
+    )
 
 
 def _obtain(job: _Job, suffix: str, dest: Path) -> None:
@@ -257,8 +279,9 @@ def _download(job: _Job, url: str, dest: Path) -> None:
             response.close()
             return _download(job, url, dest)
         if response.status not in (200, 206):
-            raise _network_error(job, url, dest, FetchError(f"HTTP {response.status} {response.reason}",
-                                                                  status=response.status))
+            raise _network_error(
+                job, url, dest, FetchError(f"HTTP {response.status} {response.reason}", status=response.status)
+            )
         _receive(job, url, dest, response, offset)
     part.replace(dest)
 
@@ -307,7 +330,8 @@ def _network_error(job: _Job, url: str, dest: Path, error: FetchError) -> Weight
         f"Could not download the pretrained weights from {_display(url)}: {reason}.{resume} Check the "
         f"internet connection and try again, or {_SCRATCH}, or download the file on another computer "
         f"and pass its local path instead of the URL (or put it at {dest}).",
-        details={"url": _display(url), "status": status})
+        details={"url": _display(url), "status": status},
+    )
 
 
 def _reason(error: FetchError, timeout: float) -> str:
@@ -318,8 +342,10 @@ def _reason(error: FetchError, timeout: float) -> str:
     cause = error.cause
     if cause is None:
         return error.detail
-    return next((text.format(timeout=timeout) for kind, text in _REASONS if isinstance(cause, kind)),
-                str(cause) or cause.__class__.__name__)
+    return next(
+        (text.format(timeout=timeout) for kind, text in _REASONS if isinstance(cause, kind)),
+        str(cause) or cause.__class__.__name__,
+    )
 
 
 def _verify(job: _Job, path: Path) -> str:
@@ -331,10 +357,12 @@ def _verify(job: _Job, path: Path) -> str:
     if job.expected is None or actual == job.expected:
         return actual
     path.unlink()  # always our cache copy, so that the next call fetches it afresh
-    raise WeightsError(f"The pretrained weights from {job.source.display} do not match their checksum: "
-                       f"expected sha256 {job.expected}, got {actual}. The cached copy was deleted. Try "
-                       f"again (the file may have been damaged in transit); if it still differs, check "
-                       f"that the sha256 in the configuration belongs to this file, or {_SCRATCH}.")
+    raise WeightsError(
+        f"The pretrained weights from {job.source.display} do not match their checksum: "
+        f"expected sha256 {job.expected}, got {actual}. The cached copy was deleted. Try "
+        f"again (the file may have been damaged in transit); if it still differs, check "
+        f"that the sha256 in the configuration belongs to this file, or {_SCRATCH}."
+    )
 
 
 def _extract(archive: Path, folder: Path, display: str) -> None:
@@ -347,9 +375,11 @@ def _extract(archive: Path, folder: Path, display: str) -> None:
                 _extract_member(tar, member, staging, display)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise WeightsError(f"The pretrained weights archive from {display} cannot be unpacked "
-                           f"({error.__class__.__name__}: {error}); it is damaged or not a tar archive. "
-                           f"Try again, or {_SCRATCH}.") from error
+        raise WeightsError(
+            f"The pretrained weights archive from {display} cannot be unpacked "
+            f"({error.__class__.__name__}: {error}); it is damaged or not a tar archive. "
+            f"Try again, or {_SCRATCH}."
+        ) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -359,12 +389,19 @@ def _extract(archive: Path, folder: Path, display: str) -> None:
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, display: str) -> None:
     parts = [p for p in PurePosixPath(member.name).parts if p != "."]
-    problem = ("a path outside its folder" if _UNSAFE_NAME.search(member.name) or ".." in parts else
-               None if member.isfile() or member.isdir() else "a link or special file")
+    problem = (
+        "a path outside its folder"
+        if _UNSAFE_NAME.search(member.name) or ".." in parts
+        else None
+        if member.isfile() or member.isdir()
+        else "a link or special file"
+    )
     if problem:
-        raise WeightsError(f"The pretrained weights archive from {display} contains {problem} "
-                           f"({member.name[:200]!r}); for safety nothing was extracted. Use the official "
-                           f"archive, or unpack it yourself and give the checkpoint prefix, or {_SCRATCH}.")
+        raise WeightsError(
+            f"The pretrained weights archive from {display} contains {problem} "
+            f"({member.name[:200]!r}); for safety nothing was extracted. Use the official "
+            f"archive, or unpack it yourself and give the checkpoint prefix, or {_SCRATCH}."
+        )
     target = root.joinpath(*parts)
     if member.isdir():
         target.mkdir(parents=True, exist_ok=True)
@@ -383,27 +420,38 @@ def _locate(folder: Path, display: str) -> Path:
         index = indexes[0]
     else:
         found = ", ".join(p.relative_to(folder).as_posix() for p in indexes[:5]) or "no .index file"
-        raise WeightsError(f"The pretrained weights archive from {display} holds no checkpoint named "
-                           f"ckpt-N.index (found: {found}). Check the address, or {_SCRATCH}.")
+        raise WeightsError(
+            f"The pretrained weights archive from {display} holds no checkpoint named "
+            f"ckpt-N.index (found: {found}). Check the address, or {_SCRATCH}."
+        )
     prefix = index.with_name(index.name[:-6])
     _check_shards(prefix, display)
     return prefix
 
 
 def _check_shards(prefix: Path, display: str) -> None:
-    found = {tuple(map(int, m.groups())) for p in prefix.parent.iterdir()
-             if p.name.startswith(prefix.name) and (m := _SHARD.fullmatch(p.name[len(prefix.name):]))}
+    found = {
+        tuple(map(int, m.groups()))
+        for p in prefix.parent.iterdir()
+        if p.name.startswith(prefix.name) and (m := _SHARD.fullmatch(p.name[len(prefix.name) :]))
+    }
     counts = {count for _, count in found}
     if len(counts) == 1 and {shard for shard, _ in found} == set(range(counts.pop())):
         return
-    raise WeightsError(f"The checkpoint {prefix.name} from {display} is incomplete: its data files "
-                       f"({prefix.name}.data-NNNNN-of-NNNNN) are missing or mixed. Fetch it again, "
-                       f"or {_SCRATCH}.")
+    raise WeightsError(
+        f"The checkpoint {prefix.name} from {display} is incomplete: its data files "
+        f"({prefix.name}.data-NNNNN-of-NNNNN) are missing or mixed. Fetch it again, "
+        f"or {_SCRATCH}."
+    )
 
 
 def _finish(job: _Job, digest: str, prefix: Path) -> None:
-    meta = {"source": job.source.display, "kind": job.source.kind, "sha256": digest,
-            "prefix": prefix.relative_to(job.entry).as_posix()}
+    meta = {
+        "source": job.source.display,
+        "kind": job.source.kind,
+        "sha256": digest,
+        "prefix": prefix.relative_to(job.entry).as_posix(),
+    }
     with replacing(job.entry / "meta.json") as temporary, open(temporary, "w", encoding="utf-8") as out:
         json.dump(meta, out, indent=2)
         out.flush()
