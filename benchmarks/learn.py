@@ -26,7 +26,7 @@ from pipeline.data.steps import PrepareOptions, prepare  # noqa: E402
 from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
 from pipeline.train.events import read_events  # noqa: E402
 from pipeline.train.job_folder import JobPaths  # noqa: E402
-from pipeline.train.job_process import request_stop
+from pipeline.train.job_process import request_stop  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 TARGETS = {"shapes": (0.95, 300.0, []), "kangaroo": (0.65, 600.0, ["--steps", "2400"])}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from telegram import BotCommand, Update
@@ -11,18 +12,21 @@ from telegram.ext import (
     Application,
     CallbackQueryHandler,
     CommandHandler,
+    ContextTypes,
     MessageHandler,
     TypeHandler,
     filters,
 )
 
-from storage import open_store
+from storage import StoreError, open_store
 
 from . import handlers, texts
 from .config import Settings
 from .datasets import DatasetService
+from .errors import STORE_FAULTS, user_text
 from .monitor import watch
 from .training import TrainingService
+from .users import Users
 
 WATCH_INTERVAL_S = 2.0
 log = logging.getLogger(__name__)
@@ -64,7 +68,7 @@ def build_application(settings: Settings) -> Application:
     app.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
     app.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
     app.add_handler(CallbackQueryHandler(handlers.button))
-    app.add_error_handler(handlers.on_error)
+    app.add_error_handler(on_error)
     return app
 
 
@@ -74,14 +78,13 @@ async def _post_init(app: Application) -> None:
     store = open_store(settings.db_path)
     datasets = DatasetService(store, settings)  # checks in a worker process, one at a time
     app.bot_data["services"] = handlers.Services(
+        users=Users(store, settings.allowed_user_ids),
         datasets=datasets,
-        training=TrainingService(store, settings),
-        allowed=settings.allowed_user_ids,
-        download_limit_mb=settings.download_limit_mb,
-        local_mode=settings.local_mode,
+        # It asks nvidia-smi what the machine has, once, for every card and recommendation after.
+        training=await asyncio.to_thread(TrainingService, store, settings),
     )
     await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
-    await _tell_interrupted(app, datasets.recover_interrupted())
+    await _tell_interrupted(app, await asyncio.to_thread(datasets.recover_interrupted))
     await datasets.repair_interrupted_edits()
     app.job_queue.run_repeating(watch, interval=WATCH_INTERVAL_S, first=0.5, name="watch")
 
@@ -95,6 +98,22 @@ async def _tell_interrupted(app: Application, datasets: list) -> None:
             log.warning(
                 "could not tell user %s that dataset %s was interrupted: %s", dataset.user_id, dataset.id, error
             )
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The one error handler: the user hears what they may know, the log what the operator must."""
+    error = context.error
+    text = user_text(error, (context.bot_data["settings"].token,))
+    if text is None:
+        log.error("unhandled error", exc_info=error)
+        text = texts.APOLOGY
+    elif isinstance(error, StoreError) and error.kind in STORE_FAULTS:
+        log.error("the store failed (%s): %s", error.kind, error, exc_info=error)
+    else:
+        log.info("refused: %s", error)
+    message = update.effective_message if isinstance(update, Update) else None
+    if message:
+        await message.reply_text(text)
 
 
 async def _post_shutdown(app: Application) -> None:

@@ -36,10 +36,7 @@ def _markup(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup | No
 
 async def datasets(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/datasets: the list with sizes and statuses, a button to make one current, one to delete it."""
-    svc, user_id = _svc(context), update.effective_user.id
-    items = svc.datasets.store.datasets(user_id)
-    current = svc.datasets.store.get_user(user_id).current_dataset_id
-    usage = await svc.datasets.usage(user_id)
+    items, current, usage = await _svc(context).datasets.overview(update.effective_user.id)
     rows = []
     for dataset in items[:LISTED_WITH_BUTTONS]:
         row = []
@@ -54,9 +51,7 @@ async def datasets(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/jobs: the list, the disk used, and delete buttons for ended jobs and for predictions."""
-    svc, user_id = _svc(context), update.effective_user.id
-    items = svc.datasets.store.jobs(user_id)
-    usage = await svc.datasets.usage(user_id)
+    items, usage = await _svc(context).datasets.jobs_overview(update.effective_user.id)
     ended = [job for job in items if job.status in DELETABLE_JOBS][:LISTED_WITH_BUTTONS]
     rows = [[InlineKeyboardButton(texts.delete_button(job.id), callback_data=f"jobdel:ask:{job.id}")] for job in ended]
     if usage.predictions:
@@ -70,7 +65,7 @@ async def dataset_button(query, context, action: str, dataset_id: str) -> None:
         dataset = svc.datasets.use_dataset(user_id, dataset_id)
         await query.message.reply_text(texts.dataset_current(dataset.id))
     elif action == "ask":
-        dataset = svc.datasets.store.dataset(user_id, dataset_id)
+        dataset = svc.datasets.dataset(user_id, dataset_id)
         await query.message.reply_text(
             texts.confirm_delete_dataset(dataset), reply_markup=_confirm(f"ds:del:{dataset.id}")
         )

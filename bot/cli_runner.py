@@ -36,7 +36,7 @@ async def run_cli(args: list[str], env: dict[str, str] | None = None):
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await process.communicate()
-    _keep_stderr(args, stderr, process.returncode)
+    await asyncio.to_thread(_keep_stderr, args, stderr, process.returncode)
     try:
         out = json.loads(stdout.decode() or "null")
     except ValueError:

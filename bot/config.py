@@ -10,13 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
+
 CLOUD_DOWNLOAD_MB, CLOUD_UPLOAD_MB, LOCAL_LIMIT_MB = 20, 50, 2000
 # Fine-tunes take a few thousand steps; 100,000 is about 7 h of the fastest detector on a 2-core CPU.
 DEFAULT_MAX_STEPS = 100_000
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message says which and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +40,10 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "detbot.db"
+
+    def user_dir(self, user_id: int) -> Path:
+        """Where one user's files live: uploads, datasets (their jobs inside), predictions."""
+        return self.data_dir / "users" / str(user_id)
 
     @property
     def url_policy(self) -> str:

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from pathlib import Path
 
 from pipeline.data import steps
+from pipeline.data.label_plan import load_plan
 from pipeline.data.workspace import Workspace
-from storage import Dataset, Store
+from storage import Dataset, DatasetInUse, Store
 
+from . import texts
 from .checker import CheckPool
 from .config import Settings
-from .uploads import DatasetError, UploadsMixin
+from .errors import Refused
+from .uploads import UploadsMixin
 from .usage import dataset_bytes
 
-__all__ = ["DatasetError", "DatasetService"]
+EDITS = ("rename", "merge", "drop")
+
+
+def ready_dataset(store: Store, user_id: int) -> Dataset:
+    """The user's current dataset, which must be ready (checked, and not being edited)."""
+    dataset = store.current_dataset(user_id)
+    if not dataset.ready:
+        raise Refused(texts.dataset_waiting(dataset.id, dataset.status))
+    return dataset
 
 
 class DatasetService(UploadsMixin):
@@ -27,73 +37,65 @@ class DatasetService(UploadsMixin):
         self.store, self.settings = store, settings
         self._start_uploads(checker)
 
-    def user_dir(self, user_id: int) -> Path:
-        return self.settings.data_dir / "users" / str(user_id)
-
-    def current(self, user_id: int) -> Dataset:
-        user = self.store.get_user(user_id)
-        if not user.current_dataset_id:
-            raise DatasetError("No dataset yet: send me a .zip of your Pascal VOC dataset first.")
-        return self.store.dataset(user_id, user.current_dataset_id)
-
-    async def split(self, user_id: int, val_ratio: float, seed: int) -> dict:
-        """A new split, refused while a queued or running job trains on the dataset's records."""
-        from storage import DatasetInUse
-
-        from . import texts
-
-        dataset = self.ready(user_id)
+    async def split(self, user_id: int, words: list[str]) -> dict:
+        """``/split [val_ratio] [seed]``: a new split (the pipeline's defaults for what is not given),
+        refused while a queued or running job trains on the dataset's records."""
+        given = _split_words(words)
+        dataset = ready_dataset(self.store, user_id)
         try:  # 'editing' until the records are rewritten: no job can be queued on half of them
             self.store.begin_edit(user_id, dataset.id)
         except DatasetInUse as error:
-            raise DatasetError(texts.dataset_in_use(dataset.id, error.jobs, "split")) from None
+            raise Refused(texts.dataset_in_use(dataset.id, error.jobs, "split")) from None
         try:
-            return await asyncio.to_thread(self._resplit, dataset, val_ratio, seed)
+            return await asyncio.to_thread(self._resplit, dataset, given)
         finally:
             self.store.end_edit(dataset.id)
 
-    def _resplit(self, dataset: Dataset, val_ratio: float, seed: int) -> dict:
+    def _resplit(self, dataset: Dataset, given: dict) -> dict:
         ws = Workspace(dataset.workspace)
-        report = steps.split(ws, val_ratio=val_ratio, seed=seed)
+        report = steps.split(ws, **given)
         steps.records(ws)
         self._refresh_summary(dataset)
         return report.to_json()
 
-    async def labels(self, user_id: int, rename=(), merge=(), drop=()) -> tuple[list[dict], list[dict]]:
-        """The label map; an edit is refused, like a split, while a job trains on the dataset."""
-        from storage import DatasetInUse
-
-        from . import texts
-
-        dataset, edits = self.ready(user_id), bool(rename or merge or drop)
+    async def labels(self, user_id: int, words: list[str]) -> tuple[list[dict], list[dict]]:
+        """``/labels [rename a=b | merge a,b=c | drop x]``: the label map, after the edit if there is one;
+        an edit is refused, like a split, while a job trains on the dataset."""
+        edits = _label_edits(words)
+        dataset = ready_dataset(self.store, user_id)
         try:
             if edits:
                 self.store.begin_edit(user_id, dataset.id)
         except DatasetInUse as error:
-            raise DatasetError(texts.dataset_in_use(dataset.id, error.jobs, "classes")) from None
+            raise Refused(texts.dataset_in_use(dataset.id, error.jobs, "classes")) from None
         try:
-            return await asyncio.to_thread(self._relabel, dataset, rename, merge, drop)
+            return await asyncio.to_thread(self._relabel, dataset, edits)
         finally:
             if edits:
                 self.store.end_edit(dataset.id)
 
-    def _relabel(self, dataset: Dataset, rename, merge, drop) -> tuple[list[dict], list[dict]]:
-        from pipeline.data.label_plan import load_plan
-
+    def _relabel(self, dataset: Dataset, edits: dict) -> tuple[list[dict], list[dict]]:
         ws = Workspace(dataset.workspace)
-        if not (rename or merge or drop):  # a listing writes nothing, so it is fine on a dataset in use
+        if not edits:  # a listing writes nothing, so it is fine on a dataset in use
             return [asdict(item) for item in load_plan(ws, ws.load_samples()).label_map.items], []
-        plan, problems = steps.labels(ws, rename=rename, merge=merge, drop=drop)
+        plan, problems = steps.labels(ws, **edits)
         steps.records(ws)
         self._refresh_summary(dataset)
         return [asdict(item) for item in plan.label_map.items], [asdict(p) for p in problems]
 
+    async def label_map_file(self, user_id: int) -> bytes:
+        """The current dataset's label_map.pbtxt."""
+        return await asyncio.to_thread(Workspace(ready_dataset(self.store, user_id).workspace).label_map.read_bytes)
+
     def _refresh_summary(self, dataset: Dataset) -> None:
+        """The summary's split and label map as the workspace now has them (the /train card plans from it)."""
         ws = Workspace(dataset.workspace)
+        samples = ws.load_samples()
         summary = dict(dataset.summary or {})
-        split_report = steps.split_report(ws, ws.load_samples())
+        split_report = steps.split_report(ws, samples)
         summary["splits"] = {name: asdict(stats) for name, stats in split_report.splits.items()}
         summary["warnings"] = list(split_report.warnings)
+        summary["label_map"] = [asdict(item) for item in load_plan(ws, samples).label_map.items]
         self.store.finish_dataset(dataset.id, summary, dataset_bytes(ws.root))
 
     async def repair_interrupted_edits(self) -> None:
@@ -103,8 +105,20 @@ class DatasetService(UploadsMixin):
             await asyncio.to_thread(steps.records, Workspace(dataset.workspace))
             await asyncio.to_thread(self._refresh_summary, dataset)
 
-    def ready(self, user_id: int) -> Dataset:
-        dataset = self.current(user_id)
-        if not dataset.ready:
-            raise DatasetError(f"Dataset {dataset.id} is {dataset.status}; wait for its report or send another zip.")
-        return dataset
+
+def _split_words(words: list[str]) -> dict:
+    if len(words) > 2:
+        raise Refused(texts.SPLIT_USAGE)
+    try:
+        given = {"val_ratio": float(words[0])} if words else {}
+        return given | ({"seed": int(words[1])} if len(words) > 1 else {})
+    except ValueError:
+        raise Refused(texts.SPLIT_USAGE) from None
+
+
+def _label_edits(words: list[str]) -> dict:
+    if not words:
+        return {}
+    if words[0] not in EDITS or len(words) < 2:
+        raise Refused(texts.LABELS_USAGE)
+    return {words[0]: [" ".join(words[1:])]}

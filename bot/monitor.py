@@ -6,6 +6,7 @@ everything it needs (status message id, events offset, notices) is in the store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
 from . import texts
-from .training import Outgoing, TrainingError
+from .errors import Refused
+from .job_events import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,8 @@ async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = context.bot_data["services"]
     training = svc.training
     for job in training.store.active_jobs():
-        try:
-            outgoing = training.poll(job)
+        try:  # it reads the job's files: off the event loop
+            outgoing = await asyncio.to_thread(training.poll, job)
         except Exception:
             log.exception("job %s could not be watched this tick; the other jobs go on", job.id)
             continue
@@ -38,7 +40,7 @@ async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     for job in started:
         if job.status == "failed":  # the trainer never ran: say why, not just "failed"
-            await send(context.bot, svc, job.user_id, [Outgoing("text", job, texts.launch_failed(job.id, job.error))])
+            await send(context.bot, svc, job.user_id, [Outgoing("launch_failed", job)])
         else:
             await send(context.bot, svc, job.user_id, [Outgoing("status", job, training.status_text(job))])
 
@@ -67,17 +69,19 @@ async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:
     if outgoing.kind == "status":
         await _status(bot, svc, outgoing)
     elif outgoing.kind == "photo":
-        await bot.send_photo(job.chat_id, outgoing.path.read_bytes(), caption=outgoing.text)
+        await bot.send_photo(job.chat_id, await asyncio.to_thread(outgoing.path.read_bytes), caption=outgoing.text)
     elif outgoing.kind == "alert":
         buttons = InlineKeyboardMarkup(
             [
                 [
-                    InlineKeyboardButton("Stop", callback_data=f"nan:stop:{job.id}"),
-                    InlineKeyboardButton("Continue", callback_data=f"nan:go:{job.id}"),
+                    InlineKeyboardButton(texts.STOP_BUTTON, callback_data=f"nan:stop:{job.id}"),
+                    InlineKeyboardButton(texts.CONTINUE_BUTTON, callback_data=f"nan:go:{job.id}"),
                 ]
             ]
         )
         await bot.send_message(job.chat_id, outgoing.text, reply_markup=buttons)
+    elif outgoing.kind == "launch_failed":
+        await announce_launch_failure(bot, svc.training, job)
     elif outgoing.kind == "finished":
         await _status(bot, svc, Outgoing("status", store.job_by_id(job.id), svc.training.status_text(job)))
         await bot.send_message(job.chat_id, outgoing.text)
@@ -96,44 +100,48 @@ async def _status(bot: Bot, svc, outgoing: Outgoing) -> None:
     if job.status_message_id:
         try:
             await bot.edit_message_text(text, chat_id=job.chat_id, message_id=job.status_message_id)
-            svc.training.store.update_job(job.id, last_status_text=text)
+            svc.training.remember_status(job.id, text)
             return
         except BadRequest as error:
             if "not modified" in str(error).lower():
                 return
             log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
     message = await bot.send_message(job.chat_id, text)
-    svc.training.store.update_job(job.id, status_message_id=message.message_id, last_status_text=text)
+    svc.training.remember_status(job.id, text, message.message_id)
+
+
+async def announce_launch_failure(bot: Bot, training, job) -> None:
+    """Why a job's trainer never ran, in its status message (the card) if it has one: nothing else
+    edits that message once the job has failed."""
+    text = texts.launch_failed(job.id, job.error)
+    try:
+        if job.status_message_id:
+            await bot.edit_message_text(text, chat_id=job.chat_id, message_id=job.status_message_id)
+        else:
+            await bot.send_message(job.chat_id, text)
+    except BadRequest as error:
+        log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
+        await bot.send_message(job.chat_id, text)
+    training.remember_status(job.id, text)
 
 
 async def _export(bot: Bot, svc, job) -> None:
     try:
         archive = await svc.training.export(job)
-    except TrainingError as error:
+    except Refused as error:
         await bot.send_message(job.chat_id, str(error))
         return
-    await send_archive(bot, job.chat_id, archive, svc.datasets.settings.upload_limit_mb)
+    await send_archive(bot, job.chat_id, archive, svc.training.settings.upload_limit_mb)
 
 
 async def send_archive(bot: Bot, chat_id: int, archive: Path, limit_mb: int) -> None:
     """The model archive, split into parts when it is above the upload limit."""
-    data = archive.read_bytes()
+    data = await asyncio.to_thread(archive.read_bytes)
     part_size = limit_mb * 2**20 - 64 * 1024  # headroom for the multipart envelope
     if len(data) <= part_size:
-        await bot.send_document(
-            chat_id,
-            data,
-            filename=archive.name,
-            caption="The trained model: SavedModel, label map, config, metrics, samples.",
-        )
+        await bot.send_document(chat_id, data, filename=archive.name, caption=texts.ARCHIVE_CAPTION)
         return
     parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
     for number, part in enumerate(parts, start=1):
         await bot.send_document(chat_id, part, filename=f"{archive.name}.{number:03d}")
-    await bot.send_message(
-        chat_id,
-        f"The archive was {len(data) / 2**20:.0f} MB, above the {limit_mb} MB upload "
-        f"limit, so it came in {len(parts)} parts. Join them with: cat {archive.name}.* "
-        f"> {archive.name} (Windows: copy /b {archive.name}.001+{archive.name}.002 "
-        f"{archive.name}).",
-    )
+    await bot.send_message(chat_id, texts.archive_parts(archive.name, len(data), limit_mb, len(parts)))

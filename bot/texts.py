@@ -37,6 +37,92 @@ COMMANDS = [
 
 STRANGER = "Sorry, this detbot is private. Ask its owner to add your Telegram id to ALLOWED_USER_IDS."
 APOLOGY = "Sorry, something went wrong on my side; it is logged. Nothing you sent was lost - please try again."
+NOT_A_ZIP = "Send the dataset as a .zip file (images + Pascal VOC .xml annotations)."
+SPLIT_USAGE = "Usage: /split [val_ratio] [seed], e.g. /split 0.2 1"
+LABELS_USAGE = "Usage: /labels, /labels rename a=b, /labels merge a,b=c, /labels drop x, /labels file"
+NO_DATASET = "No dataset yet: send me a .zip of your Pascal VOC dataset first."
+NO_JOB_YET = "No such job yet: start one with /train."
+START_BUTTON, CANCEL_BUTTON = "Start", "Cancel"
+STOP_BUTTON, CONTINUE_BUTTON = "Stop", "Continue"
+CONFIRM_STOP, KEEP_RUNNING = "Yes, stop it", "No"
+CARD_EXPIRED = "This card has expired; send /train again."
+CANCELLED = "Cancelled."
+ARCHIVE_CAPTION = "The trained model: SavedModel, label map, config, metrics, samples."
+NOTHING_FOUND = "nothing found"
+
+
+def dataset_waiting(dataset_id: str, status: str) -> str:
+    return f"Dataset {dataset_id} is {status}; wait for its report or send another zip."
+
+
+def pick_model(name: str, reason: str) -> str:
+    return f"Pick a detector. Recommended (*): {name} - {reason}."
+
+
+def model_chosen(name: str) -> str:
+    return f"Model: {name}. Next: /train (or /train 30 for 30 epochs)."
+
+
+def no_job_in(statuses: tuple[str, ...]) -> str:
+    return f"No {' or '.join(statuses)} job of yours; /jobs lists them."
+
+
+def confirm_stop(job_id: str) -> str:
+    return f"Stop job {job_id}? It saves a checkpoint first; /resume continues later."
+
+
+def stopping(job_id: str) -> str:
+    return f"Stopping job {job_id}: it saves a checkpoint and exits."
+
+
+def nan_answer(job_id: str, stop: bool) -> str:
+    return f"Job {job_id}: " + ("stopping." if stop else "continuing.")
+
+
+def predict_prompt(job_id: str) -> str:
+    return f"Send a photo; I will run the model of job {job_id} on it."
+
+
+def detections(found: list[dict]) -> str:
+    """The caption of a photo with the model's detections drawn on it."""
+    return (", ".join(f"{d['label']} {d['score']:.2f}" for d in found) or NOTHING_FOUND)[:1000]
+
+
+def archive_parts(archive_name: str, size: int, limit_mb: int, parts: int) -> str:
+    return (
+        f"The archive was {size / 2**20:.0f} MB, above the {limit_mb} MB upload "
+        f"limit, so it came in {parts} parts. Join them with: cat {archive_name}.* "
+        f"> {archive_name} (Windows: copy /b {archive_name}.001+{archive_name}.002 "
+        f"{archive_name})."
+    )
+
+
+# --- what the store could not do, worded from its kind (``storage.errors``) ------------------------
+
+_STORE_THINGS = {"job": "/jobs lists your jobs", "dataset": "/datasets lists your datasets"}
+STORE_BUSY = "My database is busy with another task right now; please try again in a minute."
+STORE_BROKEN = (
+    "Sorry, my database could not do that; the bot's owner has the details in the bot's log. "
+    "Nothing you sent was lost - please try again later."
+)
+
+
+def store_error(kind: str, params: dict) -> str:
+    """A ``storage.StoreError``, from its kind and parameters only: never its message, which may name files."""
+    if kind == "not_found":
+        thing, where = params["thing"], _STORE_THINGS.get(params["thing"], "send /start")
+        return f"No {thing} '{params['id']}' of yours: {where}."
+    if kind == "no_dataset":
+        return NO_DATASET
+    if kind == "not_ready":
+        return dataset_waiting(params["id"], params["status"])
+    if kind == "not_deletable":
+        return job_not_deletable(params["id"], params["status"])
+    if kind == "quota":
+        return quota_full(params["used"], params["limit"], params["wanted"])
+    if kind == "in_use":
+        return dataset_busy(params["dataset_id"], params["jobs"])
+    return STORE_BUSY if kind == "locked" else STORE_BROKEN
 
 
 def too_big(size_mb: float, limit_mb: int, local_mode: bool) -> str:
@@ -160,8 +246,11 @@ def nan_alert(job_id: str, nan: dict) -> str:
     )
 
 
-def failed(job_id: str, event: dict) -> str:
-    """A failed job; /resume is offered only when it can work (a checkpoint to continue from)."""
+def failed(job_id: str, event: dict, message: str, log: str = "") -> str:
+    """A failed job; /resume is offered only when it can work (a checkpoint to continue from).
+
+    ``message``: the event's, fit for the chat; ``log``: ``trainer_log()``, when it failed unexpectedly.
+    """
     before = event.get("stage") == "start"
     head = f"Job {job_id} could not start" if before else f"Job {job_id} failed at step {event.get('step', 0)}"
     advice = (
@@ -169,7 +258,33 @@ def failed(job_id: str, event: dict) -> str:
         if event.get("resumable")
         else "Nothing can be resumed: fix the cause, then start a new job with /train."
     )
-    return f"{head}: {event.get('message', '')}\n{advice}"
+    return f"{head}: {message}\n{advice}{log}"
+
+
+def interrupted(job_id: str, log_tail: str | None) -> str:
+    return (
+        f"Job {job_id} stopped unexpectedly (the trainer process is gone). "
+        f"/resume {job_id} continues from its last checkpoint." + trainer_log(log_tail)
+    )
+
+
+def trainer_log(tail: str | None) -> str:
+    """The end of a trainer's log (``JobPaths.log``), for a job that ended unexpectedly."""
+    if tail is None:
+        return "\nIts trainer left no log (train.log in the job folder)."
+    return f"\nThe last lines of its trainer's log (train.log, kept in the job folder):\n{tail}"
+
+
+def eval_caption(job_id: str, step: int, event: dict) -> str:
+    return f"Job {job_id}, step {step}: AP {event['AP']:.3f}, AP50 {event['AP50']:.3f}"
+
+
+def detections_caption(job_id: str, step: int) -> str:
+    return f"Job {job_id}, step {step}: detections on validation images"
+
+
+def loss_caption(job_id: str, step: int) -> str:
+    return f"Job {job_id}: loss at step {step}"
 
 
 def not_resumable(job_id: str) -> str:
@@ -177,6 +292,18 @@ def not_resumable(job_id: str) -> str:
         f"Job {job_id} failed in a way that resuming would repeat (see its failure message). "
         "Start a new job with /train."
     )
+
+
+def cannot_resume(job_id: str, status: str) -> str:
+    return f"Job {job_id} is {status}; only interrupted, stopped or failed jobs resume."
+
+
+def not_running(job_id: str, status: str) -> str:
+    return f"Job {job_id} is {status}, not running."
+
+
+def export_failed(job_id: str, reason: str) -> str:
+    return f"Export of job {job_id} failed: {reason}"
 
 
 def stopped(job_id: str, step: int) -> str:
@@ -276,7 +403,7 @@ NO_TRAINER = "the launch reported no trainer process"
 
 
 def launch_crashed(error_name: str) -> str:
-    return f"the bot could not launch the trainer ({error_name}); the bot log has the details"
+    return f"the bot could not launch the trainer ({error_name}); its owner finds the details in the bot's log"
 
 
 def dataset_in_use(dataset_id: str, jobs: tuple, change: str) -> str:

@@ -1,23 +1,23 @@
 """Training jobs for the bot: a queue, detached trainer processes, and what to tell the user.
 
 The trainer is ``python -m pipeline train --detach``, in its own session, so a bot
-restart never kills it; its ``events.jsonl`` is mirrored into the store, and each
-new event becomes at most one message (idempotent across restarts).
+restart never kills it; its stdout and stderr go to its job folder (``train.log``),
+and its ``events.jsonl`` is mirrored into the store (``job_events``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.data.workspace import Workspace
-from pipeline.errors import PipelineError
-from pipeline.train.catalogue import get_model
+from pipeline.train.catalogue import Recommendation, get_model, recommend
 from pipeline.train.chat_overrides import (
     EPOCHS,
     OPTIONS,
@@ -28,44 +28,46 @@ from pipeline.train.chat_overrides import (
     parse_value,
     steps_option,
 )
-from pipeline.train.config import TrainRequest, plan_schedule, workspace_facts
-from pipeline.train.events import parse_line
+from pipeline.train.config import TrainRequest, plan_schedule, summary_facts
 from pipeline.train.hardware import detect_hardware, visible_gpu_ids
 from pipeline.train.job_folder import JobPaths
 from pipeline.train.job_process import request_stop, running_pid
-from storage import Dataset, Job, Store, StoreError
+from storage import Dataset, Job, Store
 
 from . import texts
 from .cli_runner import LAUNCH_LOG
 from .cli_runner import run_cli as _run_cli
-from .config import ConfigError, Settings
+from .config import Settings
+from .datasets import ready_dataset
+from .errors import ConfigError, Refused, user_text
+from .job_events import JobEventsMixin
+from .redact import redact
 
 log = logging.getLogger(__name__)
 
 # Seconds per step at the CPU batch, measured on this 2-core machine; elsewhere ETA comes from progress.
 CPU_STEP_S = {"mobilenetv2-fpn": 0.25, "spinenet49-mobile": 0.5, "resnet50-fpn": 1.7, "spinenet49": 1.5}
-STARTUP_GRACE_S = 120.0
 UNITS = {"steps": "steps", "step": "steps", "epochs": "epochs", "epoch": "epochs"}
 # Some Telegram clients turn a typed "--" into a dash.
 OPTION_DASHES = ("-", "\u2014", "\u2013")
-
-
-class TrainingError(Exception):
-    """Something the user can fix or should know; the message says what."""
+RESUMABLE = ("interrupted", "stopped", "failed")
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    kind: str  # status | photo | alert | text | finished
-    job: Job
-    text: str = ""
-    path: Path | None = None
-    extra: dict = field(default_factory=dict)
+class Draft:
+    """A /train request and its confirmation card, before the user pressed Start."""
+
+    dataset_id: str
+    request: TrainRequest
+    card: dict
 
 
-class TrainingService:
+class TrainingService(JobEventsMixin):
     def __init__(self, store: Store, settings: Settings, run_cli: Callable[..., Awaitable] | None = None):
-        """``run_cli`` stands in for ``_run_cli`` (tests record what would be started)."""
+        """Asks nvidia-smi (up to 10 s) what the machine has, once: the bot builds it off the event loop.
+
+        ``run_cli`` stands in for ``_run_cli`` (tests record what would be started).
+        """
         self.store, self.settings = store, settings
         self._run_cli = run_cli or _run_cli
         self.gpu_ids = visible_gpu_ids(settings.visible_devices)  # what the bot hands out; () on a CPU host
@@ -81,15 +83,40 @@ class TrainingService:
         self._last_edit: dict[str, float] = {}
         self._last_plot: dict[str, float] = {}  # event time of the last loss curve sent, per job
 
+    # --- /model and /train: what to train, and the card that asks first ------------------------------
+
+    def recommendation(self, user_id: int) -> Recommendation:
+        """For the user's current dataset on the hardware detected at start-up."""
+        summary = self.store.current_dataset(user_id).summary or {}
+        return recommend(summary.get("labelled_images", 0), self.hardware)
+
+    def choose_model(self, user_id: int, name: str) -> str:
+        name = get_model(name).name
+        self.store.set_model(user_id, name)
+        return name
+
+    def draft(self, user_id: int, words: list[str]) -> Draft:
+        """``/train WORDS`` on the current dataset, with the user's model (or the recommended one)."""
+        dataset = ready_dataset(self.store, user_id)
+        chosen = self.store.get_user(user_id).chosen_model
+        name = chosen or recommend(dataset.summary.get("labelled_images", 0), self.hardware).name
+        request = parse_train_args(words, name, self.settings.max_steps)
+        card = self.card(dataset, request)
+        if card["steps"] > self.settings.max_steps:  # epochs, or the default length, planned past the ceiling
+            raise Refused(texts.too_many_steps(card["steps"], self.settings.max_steps))
+        return Draft(dataset.id, request, card)
+
     def card(self, dataset: Dataset, request: TrainRequest) -> dict:
+        """Planned from the dataset's summary: no shard is read (the trainer counts the records)."""
         spec = get_model(request.model)
-        facts = workspace_facts(Workspace(dataset.workspace))
+        facts = summary_facts(Workspace(dataset.workspace), dataset.summary)
         plan = plan_schedule(spec, facts, self.hardware, request)
         per_step = None if self.hardware.gpus else CPU_STEP_S.get(spec.name)
+        splits = dataset.summary["splits"].values()
         return {
             "model": spec.name,
             "dataset": dataset.id,
-            "classes": sorted(dataset.summary["classes"]),
+            "classes": sorted({name for split in splits for name in split["classes"]}),
             "train_images": facts.train_images,
             "val_images": facts.val_images,
             "batch_size": plan.batch_size,
@@ -100,15 +127,34 @@ class TrainingService:
             "overrides": list(request.overrides),
         }
 
+    # --- the queue -------------------------------------------------------------------------------------
+
+    async def start(self, user_id: int, chat_id: int, message_id: int, draft: Draft) -> tuple[str, list[Job]]:
+        """Queue a card's request; the card (``message_id``) becomes the job's status message.
+
+        Returns the status to show on the card, and the jobs whose trainer could not be launched.
+        """
+        job = self.enqueue(user_id, chat_id, self.store.dataset(user_id, draft.dataset_id), draft.request)
+        text = self.status_text(job)
+        # Before the job can start, so the watcher edits this message instead of racing to send another.
+        self.remember_status(job.id, text, message_id)
+        failed = [started for started in await self.start_queued() if started.status == "failed"]
+        return text, failed
+
     def enqueue(self, user_id: int, chat_id: int, dataset: Dataset, request: TrainRequest) -> Job:
         if self.store.count_active(user_id) >= self.settings.max_jobs_per_user:
-            raise TrainingError(texts.job_cap(self.settings.max_jobs_per_user))
+            raise Refused(texts.job_cap(self.settings.max_jobs_per_user))
         stored = _request_json(request)
         _checked_request(stored, self.settings.max_steps)  # a request that could never launch is never queued
         # Two jobs queued within a second must not share a folder: the second would "resume" the first.
         name = f"{request.model}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         job_dir = dataset.workspace / "jobs" / name
         return self.store.add_job(user_id, chat_id, dataset.id, job_dir, request.model, stored)
+
+    def remember_status(self, job_id: str, text: str, message_id: int | None = None) -> None:
+        """What the job's status message shows now (and which message it is, when that changed)."""
+        changes = {"last_status_text": text} | ({"status_message_id": message_id} if message_id else {})
+        self.store.update_job(job_id, **changes)
 
     async def start_queued(self) -> list[Job]:
         started = []
@@ -136,8 +182,8 @@ class TrainingService:
             out = await self._run_cli(argv, env=_gpu_env(gpus))
         except Exception as error:  # a job that cannot even be launched must not keep its slot
             log.exception("job %s: the trainer could not be launched", job.id)
-            known = isinstance(error, (PipelineError, TrainingError, StoreError))
-            out = {"error": {"message": str(error) if known else texts.launch_crashed(type(error).__name__)}}
+            known = user_text(error, self._secrets())
+            out = {"error": {"message": known or texts.launch_crashed(type(error).__name__)}}
         pid = out.get("pid") if isinstance(out, dict) else None
         if pid is None and isinstance(out, dict) and out.get("running"):
             pid = running_pid(JobPaths(job.job_dir))  # its trainer was still running: nothing was started
@@ -163,22 +209,37 @@ class TrainingService:
             held.update(self.gpu_ids if job.gpus is None else job.gpus)
         return held
 
-    async def resume(self, user_id: int, job_id: str) -> Job:
-        job = self.store.job(user_id, job_id)
-        if job.status not in ("interrupted", "stopped", "failed"):
-            raise TrainingError(f"Job {job.id} is {job.status}; only interrupted, stopped or failed jobs resume.")
+    # --- one user's jobs ------------------------------------------------------------------------------
+
+    def pick(self, user_id: int, job_id: str | None, statuses: tuple[str, ...] | None = None) -> Job:
+        """The job a command names, else the user's newest one in ``statuses`` (any, when None)."""
+        if job_id:
+            return self.store.job(user_id, job_id)
+        for job in self.store.jobs(user_id):
+            if statuses is None or job.status in statuses:
+                return job
+        raise Refused(texts.NO_JOB_YET if statuses is None else texts.no_job_in(statuses))
+
+    def status(self, user_id: int, job_id: str | None) -> str:
+        return self.status_text(self.pick(user_id, job_id))
+
+    async def resume(self, user_id: int, job_id: str | None) -> Job:
+        """The named job, else the newest that can resume, queued again and started if a slot is free."""
+        job = self.pick(user_id, job_id, RESUMABLE)
+        if job.status not in RESUMABLE:
+            raise Refused(texts.cannot_resume(job.id, job.status))
         failure = self.store.last_event(job.id, "failed") if job.status == "failed" else None
         if failure is not None and not failure.payload.get("resumable", True):
-            raise TrainingError(texts.not_resumable(job.id))
+            raise Refused(texts.not_resumable(job.id))
         # No await from here to the update: two /resume at once cannot both pass the cap.
         if self.store.count_active(user_id) >= self.settings.max_jobs_per_user:
-            raise TrainingError(texts.job_cap(self.settings.max_jobs_per_user))
+            raise Refused(texts.job_cap(self.settings.max_jobs_per_user))
         JobPaths(job.job_dir).stop_flag.unlink(missing_ok=True)
         self.store.update_job(job.id, status="queued", error=None, finished=None)
         await self.start_queued()
-        job = self.store.job(user_id, job_id)
+        job = self.store.job(user_id, job.id)
         if job.status == "failed":  # its trainer could not even be launched
-            raise TrainingError(texts.launch_failed(job.id, job.error))
+            raise Refused(texts.launch_failed(job.id, job.error))
         return job
 
     def stop(self, user_id: int, job_id: str) -> Job:
@@ -186,125 +247,34 @@ class TrainingService:
         if job.status == "queued":
             return self.store.update_job(job.id, status="stopped", finished=time.time())
         if not job.active:
-            raise TrainingError(f"Job {job.id} is {job.status}, not running.")
+            raise Refused(texts.not_running(job.id, job.status))
         request_stop(JobPaths(job.job_dir))
         return job
 
-    def poll(self, job: Job) -> list[Outgoing]:
-        """Mirror new events of a running job and say what the user should see."""
-        events = self._mirror(job)
-        job = self.store.job_by_id(job.id)
-        out = [message for event in events for message in self._on_event(job, event)]
-        terminal = next((e for e in events if e["event"] in ("finished", "failed", "stopped")), None)
-        if terminal is None and job.active and not running_pid(JobPaths(job.job_dir)) and self._gone(job):
-            job = self.store.update_job(job.id, status="interrupted", finished=time.time())
-            out.append(
-                Outgoing(
-                    "text",
-                    job,
-                    f"Job {job.id} stopped unexpectedly (the trainer process is gone). "
-                    f"/resume {job.id} continues from its last checkpoint.",
-                )
-            )
-        elif self._edit_due(job) or events:
-            out.append(Outgoing("status", job, self.status_text(job)))
-        return out
+    # --- the trained model ------------------------------------------------------------------------------
 
-    def _gone(self, job: Job) -> bool:
-        # A just-launched trainer may not have written its pid yet.
-        return time.time() - (job.started or job.created) > STARTUP_GRACE_S or JobPaths(job.job_dir).events.exists()
+    async def model_archive(self, user_id: int, job_id: str | None) -> Path:
+        """The archive of the named finished job, else of the newest finished one."""
+        return await self.archive(self.pick(user_id, job_id, ("finished",)))
 
-    def _mirror(self, job: Job) -> list[dict]:
-        path = JobPaths(job.job_dir).events
-        if not path.exists():
-            return []
-        with path.open("rb") as stream:
-            stream.seek(job.events_offset)
-            data = stream.read()
-        # A last line without its newline is still being written: it is read whole on a later tick.
-        complete = data[: data.rfind(b"\n") + 1]
-        events, position = [], job.events_offset
-        for line in complete.splitlines(keepends=True):
-            position += len(line)
-            if not line.strip():
-                continue
-            event, clean = parse_line(line)
-            if event is not None:
-                events.append(event)
-            if not clean:  # what is skipped is never re-read: the offset moves past it
-                log.warning(
-                    "job %s: events.jsonl bytes %d-%d are not one event record; %s: %r",
-                    job.id,
-                    position - len(line),
-                    position,
-                    "kept the record after the tear" if event else "skipped",
-                    line[:120],
-                )
-        if complete:
-            last = self.store.last_event(job.id)
-            self.store.add_events(job.id, last.seq + 1 if last else 0, events, position)
-        return events
+    async def archive(self, job: Job) -> Path:
+        """The job's model archive: the one exported already, else exported now."""
+        if job.archive and await asyncio.to_thread(job.archive.exists):
+            return job.archive
+        return await self.export(job)
 
-    def _on_event(self, job: Job, event: dict) -> list[Outgoing]:
-        kind, step = event["event"], event["step"]
-        job_paths = JobPaths(job.job_dir)
-        if kind == "nan" and not self.store.notice_sent(job.id, "nan_alert", step):
-            self.store.add_notice(job.user_id, job.chat_id, "nan_alert", job_id=job.id, step=step)
-            return [Outgoing("alert", job, texts.nan_alert(job.id, event))]
-        if kind == "eval" and job_paths.loss_plot.exists():
-            self._last_plot[job.id] = event["time"]
-            caption = f"Job {job.id}, step {step}: AP {event['AP']:.3f}, AP50 {event['AP50']:.3f}"
-            self.store.update_job(job.id, last_plot_step=step)
-            out = [Outgoing("photo", job, caption, job_paths.loss_plot)]
-            if job_paths.detections.exists():
-                out.append(
-                    Outgoing(
-                        "photo",
-                        job,
-                        f"Job {job.id}, step {step}: detections on validation images",
-                        job_paths.detections,
-                    )
-                )
-            return out
-        if kind == "progress" and self._plot_due(job, event):
-            self._last_plot[job.id] = event["time"]
-            self.store.update_job(job.id, last_plot_step=step)
-            return [Outgoing("photo", job, f"Job {job.id}: loss at step {step}", job_paths.loss_plot)]
-        if kind == "finished":
-            self.store.update_job(job.id, status="finished", finished=time.time())
-            return [Outgoing("finished", job, texts.finished(job.id, event))]
-        if kind == "failed":
-            self.store.update_job(job.id, status=kind, finished=time.time(), error=event.get("message"))
-            return [Outgoing("text", job, texts.failed(job.id, event))]
-        if kind == "stopped":
-            self.store.update_job(job.id, status=kind, finished=time.time(), error=event.get("message"))
-            return [Outgoing("text", job, texts.stopped(job.id, step))]
-        return []
-
-    def _plot_due(self, job: Job, event: dict) -> bool:
-        """A loss curve every plot interval of training time (evaluations send one too)."""
-        if not JobPaths(job.job_dir).loss_plot.exists():
-            return False
-        last = self._last_plot.setdefault(job.id, event["time"])
-        return event["time"] - last >= self.settings.plot_interval_s
-
-    def _edit_due(self, job: Job) -> bool:
-        return time.monotonic() - self._last_edit.get(job.id, 0.0) >= self.settings.progress_interval_s
-
-    def edited(self, job_id: str) -> None:
-        self._last_edit[job_id] = time.monotonic()
-
-    def status_text(self, job: Job) -> str:
-        progress = self.store.last_event(job.id, "progress")
-        evaluation = self.store.last_event(job.id, "eval")
-        return texts.status(
-            job.id,
-            job.model,
-            job.status,
-            progress.payload if progress else None,
-            evaluation.payload if evaluation else None,
-            self.store.queue_position(job.id),
-        )
+    async def predict_photo(
+        self, user_id: int, job_id: str | None, name: str, save: Callable[[Path], Awaitable[object]]
+    ) -> tuple[bytes, list[dict]]:
+        """Run a finished job's model on a photo ``save`` writes; the drawn PNG and the detections."""
+        job = self.pick(user_id, job_id, ("finished",))
+        archive = await self.archive(job)
+        image = self.settings.user_dir(user_id) / "predict" / f"{name}.jpg"
+        await asyncio.to_thread(image.parent.mkdir, parents=True, exist_ok=True)
+        await save(image)
+        drawn = image.with_suffix(".out.png")
+        detections = await self.predict(archive, image, drawn, job=job)
+        return await asyncio.to_thread(drawn.read_bytes), detections
 
     async def export(self, job: Job) -> Path:
         archive = job.job_dir / f"model-{job.id}.zip"
@@ -312,7 +282,7 @@ class TrainingService:
             ["export", str(job.job_dir), "--out", str(archive), "--json"], env=self._tool_env("export", job)
         )
         if "error" in out:
-            raise TrainingError(f"Export of job {job.id} failed: {out['error']['message']}")
+            raise Refused(texts.export_failed(job.id, redact(out["error"]["message"], self._secrets())))
         self.store.update_job(job.id, archive=archive)
         return archive
 
@@ -322,7 +292,7 @@ class TrainingService:
             ["predict", str(archive), str(image), "--out", str(out), "--json"], env=self._tool_env("predict", job)
         )
         if isinstance(result, dict) and "error" in result:
-            raise TrainingError(result["error"]["message"])
+            raise Refused(redact(result["error"]["message"], self._secrets()))
         return result
 
     def _tool_env(self, what: str, job: Job | None) -> dict[str, str] | None:
@@ -355,16 +325,16 @@ def parse_train_args(args: list[str], model: str, max_steps: int) -> TrainReques
                 unit = UNITS[words.pop(0)] if words and words[0] in UNITS else "epochs"
                 lengths[unit] = _length(unit, word, max_steps, f"{word} {unit}")
             elif word.startswith(OPTION_DASHES):
-                raise TrainingError(texts.train_option_refused(word, OPTIONS))
+                raise Refused(texts.train_option_refused(word, OPTIONS))
             elif sep:
                 settings.append(word)
             else:
-                raise TrainingError(texts.train_word_unknown(word, OPTIONS))
+                raise Refused(texts.train_word_unknown(word, OPTIONS))
         chosen = parse_chat_settings(settings)
     except ChatOptionError as error:
-        raise TrainingError(texts.train_setting_refused(error, OPTIONS)) from None
+        raise Refused(texts.train_setting_refused(error, OPTIONS)) from None
     if len(lengths) > 1:
-        raise TrainingError(texts.BOTH_LENGTHS)
+        raise Refused(texts.BOTH_LENGTHS)
     return TrainRequest(
         model=model,
         steps=lengths.get("steps"),
@@ -408,7 +378,7 @@ def _checked_request(request: dict, max_steps: int) -> tuple[list[str], ChatSett
                 return [f"--{unit}", literal(_length(unit, text, max_steps, f"{text} {unit}"))], chosen
         return [], chosen
     except ChatOptionError as error:
-        raise TrainingError(texts.train_setting_refused(error, OPTIONS)) from None
+        raise Refused(texts.train_setting_refused(error, OPTIONS)) from None
 
 
 def _train_args(job: Job, settings: Settings) -> list[str]:

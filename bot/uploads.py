@@ -17,7 +17,9 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -25,10 +27,11 @@ from pipeline.data.ingest import archive_facts
 from pipeline.data.zip_directory import ArchiveFacts
 from pipeline.errors import DatasetRejected
 from pipeline.fetch import FetchError, FetchTooLarge, MinimumRate, describe, fetch_to_file
-from storage import Dataset, DatasetInUse, QuotaExceeded
+from storage import Dataset, DatasetInUse, Job, QuotaExceeded
 
 from . import texts
 from .checker import CheckPool
+from .errors import Refused
 from .usage import Usage, dataset_bytes, folder_bytes, measure
 
 log = logging.getLogger(__name__)
@@ -44,12 +47,17 @@ _MIN_RATE = 2**20  # bytes/s a URL download must average, on top of a minute's g
 _OVERHEAD_BYTES, _OVERHEAD_PER_ENTRY = 2**20, 1024
 
 
-class DatasetError(Exception):
-    """Something the user can fix; the message says what."""
+Save = Callable[[Path], Awaitable[object]]  # writes an upload's bytes to the path it is given
+
+
+@dataclass(frozen=True)
+class Checked:
+    dataset: Dataset  # ready, or failed with the reason in ``error``
+    preview: bytes | None  # the sample images with their boxes (JPEG), when there is one
 
 
 class UploadsMixin:
-    """DatasetService's uploads and deletions; it needs ``store``, ``settings`` and ``user_dir()``."""
+    """DatasetService's uploads and deletions; it needs ``store`` and ``settings``."""
 
     def _start_uploads(self, checker: CheckPool | None) -> None:
         self.checker = checker or CheckPool()
@@ -68,14 +76,31 @@ class UploadsMixin:
         return self.store.get_user(user_id).max_bytes or int(self.settings.max_gb_per_user * 2**30)
 
     async def usage(self, user_id: int) -> Usage:
-        return await asyncio.to_thread(measure, self.store, user_id, self.user_dir(user_id), self.limit_bytes(user_id))
+        limit = self.limit_bytes(user_id)
+        return await asyncio.to_thread(measure, self.store, user_id, self.settings.user_dir(user_id), limit)
 
     def upload_path(self, dataset: Dataset) -> Path:
         # Named as the user named it, so that the check's messages do too; a folder per upload keeps
         # two uploads of the same name apart.
         name = re.sub(r"[^\w.-]", "_", dataset.name)[:100].lstrip(".") or "dataset"
         name = name if name.lower().endswith(".zip") else name + ".zip"
-        return self.user_dir(dataset.user_id) / "uploads" / dataset.id / name
+        return self.settings.user_dir(dataset.user_id) / "uploads" / dataset.id / name
+
+    async def upload(self, user_id: int, name: str, size: int | None, save: Save) -> Dataset:
+        """A zip sent in the chat, saved by ``save`` into a reservation of its size; refused if it cannot be."""
+        if not name.lower().endswith(".zip"):
+            raise Refused(texts.NOT_A_ZIP)
+        limit_mb = self.settings.download_limit_mb
+        if (size or 0) > limit_mb * 2**20:
+            raise Refused(texts.too_big(size / 2**20, limit_mb, self.settings.local_mode))
+        # Reserved before the download: concurrent uploads cannot together pass the quota.
+        dataset = await self.reserve(user_id, name, size or limit_mb * 2**20)
+        try:
+            await save(self.upload_path(dataset))
+        except BaseException:
+            self.discard(dataset)
+            raise
+        return dataset
 
     async def reserve(self, user_id: int, name: str, size_bytes: int, usage: Usage | None = None) -> Dataset:
         """A 'checking' dataset holding ``size_bytes`` of the quota, before a byte is downloaded."""
@@ -85,13 +110,13 @@ class UploadsMixin:
             dataset = self.store.reserve_dataset(
                 user_id,
                 name[:200],
-                self.user_dir(user_id) / "datasets" / folder,
+                self.settings.user_dir(user_id) / "datasets" / folder,
                 size_bytes,
                 limit_bytes=usage.limit,
                 other_bytes=usage.outside_datasets,
             )
         except QuotaExceeded as error:
-            raise DatasetError(texts.quota_full(error.used, error.limit, error.wanted)) from None
+            raise Refused(texts.quota_full(error.used, error.limit, error.wanted)) from None
         self.upload_path(dataset).parent.mkdir(parents=True, exist_ok=True)
         return dataset
 
@@ -100,16 +125,17 @@ class UploadsMixin:
         shutil.rmtree(self.upload_path(dataset).parent, ignore_errors=True)
         self.store.cancel_reservation(dataset.id)
 
-    async def check(self, dataset: Dataset) -> Dataset:
+    async def check(self, dataset: Dataset) -> Checked:
         """Check the uploaded zip in the worker; always settles the dataset and deletes the zip."""
         archive = self.upload_path(dataset)
         try:
-            return await self._check(dataset, archive)
+            dataset = await self._check(dataset, archive)
         except Exception:
             log.exception("checking dataset %s failed", dataset.id)
-            return await self._fail(dataset, texts.check_crashed("internal"))
+            dataset = await self._fail(dataset, texts.check_crashed("internal"))
         finally:
-            shutil.rmtree(archive.parent, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, archive.parent, True)
+        return Checked(dataset, await asyncio.to_thread(_preview, dataset))
 
     async def _check(self, dataset: Dataset, archive: Path) -> Dataset:
         try:
@@ -148,14 +174,18 @@ class UploadsMixin:
         self.store.resize_dataset(dataset.id, 0)
         return self.store.fail_dataset(dataset.id, message)
 
-    async def fetch_url(self, user_id: int, url: str) -> Dataset:
-        """Download a dataset zip for ``/dataset URL`` into a reservation; DatasetError if refused."""
+    async def fetch_url(self, user_id: int, url: str, started: Callable[[], Awaitable[object]]) -> Dataset:
+        """Download a dataset zip for ``/dataset URL`` into a reservation; Refused if it cannot be.
+
+        ``started`` is awaited once the request is accepted, before the download begins.
+        """
         if not url.lower().startswith(("http://", "https://")):
-            raise DatasetError(texts.URL_USAGE)
+            raise Refused(texts.URL_USAGE)
         if self._downloading[user_id] >= DOWNLOADS_PER_USER:
-            raise DatasetError(texts.downloads_busy(self._downloading[user_id]))
+            raise Refused(texts.downloads_busy(self._downloading[user_id]))
         self._downloading[user_id] += 1
         try:
+            await started()
             return await self._fetch(user_id, url)
         finally:
             self._downloading[user_id] -= 1
@@ -165,7 +195,7 @@ class UploadsMixin:
         limit = self.settings.download_limit_mb * 2**20
         cap = min(limit, usage.free)
         if cap <= 0:
-            raise DatasetError(texts.quota_full(usage.total, usage.limit))
+            raise Refused(texts.quota_full(usage.total, usage.limit))
         dataset = await self.reserve(user_id, _url_name(url), cap, usage)
         fetch = partial(
             fetch_to_file,
@@ -182,11 +212,11 @@ class UploadsMixin:
             size = await asyncio.get_running_loop().run_in_executor(self.downloads, fetch)
         except FetchTooLarge:
             self.discard(dataset)
-            raise DatasetError(texts.url_too_large(cap, by_quota=cap < limit)) from None
+            raise Refused(texts.url_too_large(cap, by_quota=cap < limit)) from None
         except FetchError as error:
             self.discard(dataset)
             log.info("URL download for user %s refused or failed: %s", user_id, describe(error))
-            raise DatasetError(texts.URL_REFUSED) from None
+            raise Refused(texts.URL_REFUSED) from None
         except BaseException:
             self.discard(dataset)
             raise
@@ -206,28 +236,41 @@ class UploadsMixin:
 
     # --- /datasets and /jobs: choosing and deleting ---------------------------------------------
 
+    async def overview(self, user_id: int) -> tuple[list[Dataset], str | None, Usage]:
+        """The user's datasets (newest first), the current one's id, and their disk use."""
+        usage = await self.usage(user_id)
+        return self.store.datasets(user_id), self.store.get_user(user_id).current_dataset_id, usage
+
+    async def jobs_overview(self, user_id: int) -> tuple[list[Job], Usage]:
+        """The user's jobs (newest first) and their disk use."""
+        usage = await self.usage(user_id)
+        return self.store.jobs(user_id), usage
+
+    def dataset(self, user_id: int, dataset_id: str) -> Dataset:
+        return self.store.dataset(user_id, dataset_id)
+
     def use_dataset(self, user_id: int, dataset_id: str) -> Dataset:
         dataset = self.store.dataset(user_id, dataset_id)
         if not dataset.ready:
-            raise DatasetError(texts.dataset_not_ready(dataset.id, dataset.status))
+            raise Refused(texts.dataset_not_ready(dataset.id, dataset.status))
         self.store.set_current_dataset(user_id, dataset.id)
         return dataset
 
     async def delete_dataset(self, user_id: int, dataset_id: str) -> Dataset:
         dataset = self.store.dataset(user_id, dataset_id)
         if dataset.status not in ("ready", "failed"):
-            raise DatasetError(texts.dataset_not_ready(dataset.id, dataset.status))
+            raise Refused(texts.dataset_not_ready(dataset.id, dataset.status))
         try:
             self.store.delete_dataset(user_id, dataset.id)
         except DatasetInUse as error:
-            raise DatasetError(texts.dataset_busy(error.dataset_id, error.jobs)) from None
+            raise Refused(texts.dataset_busy(error.dataset_id, error.jobs)) from None
         await asyncio.to_thread(shutil.rmtree, dataset.workspace, True)
         return dataset
 
     def deletable_job(self, user_id: int, job_id: str):
         job = self.store.job(user_id, job_id)
         if job.status not in DELETABLE_JOBS:
-            raise DatasetError(texts.job_not_deletable(job.id, job.status))
+            raise Refused(texts.job_not_deletable(job.id, job.status))
         return job
 
     async def job_bytes(self, user_id: int, job_id: str) -> int:
@@ -240,7 +283,12 @@ class UploadsMixin:
         return job
 
     async def delete_predictions(self, user_id: int) -> None:
-        await asyncio.to_thread(shutil.rmtree, self.user_dir(user_id) / "predict", True)
+        await asyncio.to_thread(shutil.rmtree, self.settings.user_dir(user_id) / "predict", True)
+
+
+def _preview(dataset: Dataset) -> bytes | None:
+    path = Path(dataset.summary["outputs"]["preview"]) if dataset.ready else None
+    return path.read_bytes() if path is not None and path.exists() else None
 
 
 def _url_name(url: str) -> str:

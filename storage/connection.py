@@ -96,7 +96,8 @@ class Connection:
             if "locked" in str(error) or "busy" in str(error):
                 raise StoreError(
                     f"the database {self.where} stayed locked by another process for more than "
-                    f"{self._busy_timeout:g} s: run only one detbot on this file, then retry"
+                    f"{self._busy_timeout:g} s: run only one detbot on this file, then retry",
+                    kind="locked",
                 ) from error
             raise StoreError(
                 f"the database {self.where} failed: {error}; check that the file is "
@@ -105,7 +106,8 @@ class Connection:
         except sqlite3.Error as error:
             raise StoreError(
                 f"the database {self.where} refused a change: {error}; this is a "
-                "detbot bug, please report it with this message"
+                "detbot bug, please report it with this message",
+                kind="bug",
             ) from error
 
     def _one(self, sql: str, params: list | tuple = ()) -> dict | None:
@@ -128,5 +130,7 @@ class Connection:
     def _require_user(self, user_id: int) -> None:
         if self._one("SELECT 1 AS hit FROM users WHERE user_id = ?", [user_id]) is None:
             raise NotFound(
-                f"no user {user_id} yet: call ensure_user() on their first message before storing anything of theirs"
+                f"no user {user_id} yet: call ensure_user() on their first message before storing anything of theirs",
+                thing="user",
+                id=str(user_id),
             )

@@ -7,7 +7,7 @@ from pathlib import Path
 import sqlite_utils
 
 from .connection import Connection, normalise_id, shown
-from .errors import NotFound
+from .errors import NotFound, StoreError
 from .rows import Dataset, User, columns, to_json
 
 _UNCHANGED = object()
@@ -29,8 +29,18 @@ class UsersAndDatasets(Connection):
         with self._read():
             row = self._one(f"SELECT {columns(User)} FROM users WHERE user_id = ?", [user_id])
         if row is None:
-            raise NotFound(f"no user {user_id} yet: call ensure_user() on their first message")
+            raise NotFound(
+                f"no user {user_id} yet: call ensure_user() on their first message", thing="user", id=str(user_id)
+            )
         return User.from_row(row)
+
+    def current_dataset(self, user_id: int) -> Dataset:
+        """The dataset the user's commands work on: the one chosen last (an upload chooses itself)."""
+        with self._read():
+            chosen = self.get_user(user_id).current_dataset_id
+            if chosen is None:
+                raise StoreError(f"user {user_id} has no current dataset yet", kind="no_dataset")
+            return self.dataset(user_id, chosen)
 
     def set_current_dataset(self, user_id: int, dataset_id: str | None) -> User:
         """Select one of the user's datasets for the next training (None clears the choice)."""
@@ -56,7 +66,9 @@ class UsersAndDatasets(Connection):
         try:
             self.db["users"].update(user_id, changes)
         except sqlite_utils.db.NotFoundError:
-            raise NotFound(f"no user {user_id} yet: call ensure_user() on their first message") from None
+            raise NotFound(
+                f"no user {user_id} yet: call ensure_user() on their first message", thing="user", id=str(user_id)
+            ) from None
         return self.get_user(user_id)
 
     # --- datasets ----------------------------------------------------------------------------
@@ -96,7 +108,9 @@ class UsersAndDatasets(Connection):
             try:
                 db["datasets"].update(normalise_id(dataset_id), changes | {"updated": self._now()})
             except sqlite_utils.db.NotFoundError:
-                raise NotFound(f"no dataset {shown(dataset_id)!r}: it was never added") from None
+                raise NotFound(
+                    f"no dataset {shown(dataset_id)!r}: it was never added", thing="dataset", id=shown(dataset_id)
+                ) from None
             row = self._one(f"SELECT {columns(Dataset)} FROM datasets WHERE id = ?", [normalise_id(dataset_id)])
             return Dataset.from_row(row)
 
@@ -108,7 +122,11 @@ class UsersAndDatasets(Connection):
             )
         if row is None:
             # Same words whether it is someone else's or nobody's: existence must not leak.
-            raise NotFound(f"no dataset {shown(dataset_id)!r} of yours: check the id against your list of datasets")
+            raise NotFound(
+                f"no dataset {shown(dataset_id)!r} of yours: check the id against your list of datasets",
+                thing="dataset",
+                id=shown(dataset_id),
+            )
         return Dataset.from_row(row)
 
     def datasets(self, user_id: int) -> list[Dataset]:

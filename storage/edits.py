@@ -20,7 +20,11 @@ class DatasetEdits(Connection):
             if not dataset.ready:
                 raise StoreError(
                     f"dataset {shown(dataset_id)!r} is {dataset.status}, not ready: wait for "
-                    "it to be ready before changing it"
+                    "it to be ready before changing it",
+                    kind="not_ready",
+                    thing="dataset",
+                    id=dataset.id,
+                    status=dataset.status,
                 )
             users = self.jobs_using(dataset.id)
             if users:

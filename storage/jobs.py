@@ -49,7 +49,11 @@ class JobsAndEvents(Connection):
             if not dataset.ready:
                 raise StoreError(
                     f"dataset {dataset.id!r} is {dataset.status}, not ready: wait for "
-                    "its check to finish, or upload a fixed zip if it failed"
+                    "its check to finish, or upload a fixed zip if it failed",
+                    kind="not_ready",
+                    thing="dataset",
+                    id=dataset.id,
+                    status=dataset.status,
                 )
             now = self._now()
             job_id = self._fresh_id("jobs")
@@ -76,7 +80,11 @@ class JobsAndEvents(Connection):
                 f"SELECT {columns(Job)} FROM jobs WHERE id = ? AND user_id = ?", [normalise_id(job_id), user_id]
             )
         if row is None:
-            raise NotFound(f"no job {shown(job_id)!r} of yours: check the id against your list of jobs")
+            raise NotFound(
+                f"no job {shown(job_id)!r} of yours: check the id against your list of jobs",
+                thing="job",
+                id=shown(job_id),
+            )
         return Job.from_row(row)
 
     def job_by_id(self, job_id: str) -> Job:
@@ -84,7 +92,7 @@ class JobsAndEvents(Connection):
         with self._read():
             row = self._one(f"SELECT {columns(Job)} FROM jobs WHERE id = ?", [normalise_id(job_id)])
         if row is None:
-            raise NotFound(f"no job {shown(job_id)!r}: it was never added")
+            raise NotFound(f"no job {shown(job_id)!r}: it was never added", thing="job", id=shown(job_id))
         return Job.from_row(row)
 
     def jobs(self, user_id: int, limit: int = 20) -> list[Job]:
@@ -110,7 +118,7 @@ class JobsAndEvents(Connection):
                 [*values.values(), self._now(), normalise_id(job_id)],
             )
             if cursor.rowcount == 0:
-                raise NotFound(f"no job {shown(job_id)!r}: it was never added")
+                raise NotFound(f"no job {shown(job_id)!r}: it was never added", thing="job", id=shown(job_id))
             return self.job_by_id(job_id)
 
     def queued_jobs(self) -> list[Job]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .connection import Connection, normalise_id
-from .errors import NotFound, StoreError
+from .connection import Connection, normalise_id, shown
+from .errors import NotFound
 from .rows import Notice, columns
 
 
@@ -32,8 +32,10 @@ class Notices(Connection):
                 job_id is not None
                 and self._one("SELECT 1 AS hit FROM jobs WHERE id = ? AND user_id = ?", [job_id, user_id]) is None
             ):
-                raise StoreError(
-                    f"job {job_id!r} is not user {user_id}'s: a notice must be about a job of the user it is sent to"
+                raise NotFound(
+                    f"job {job_id!r} is not user {user_id}'s: a notice must be about a job of the user it is sent to",
+                    thing="job",
+                    id=shown(job_id),
                 )
             existing = self._find_notice(job_id, kind, step) if job_id is not None else None
             if existing is not None:
@@ -77,7 +79,11 @@ class Notices(Connection):
                 [self._now(), notice_id, user_id],
             )
             if cursor.rowcount == 0:
-                raise NotFound(f"no notice {notice_id!r} of yours: it may have been for another chat")
+                raise NotFound(
+                    f"no notice {notice_id!r} of yours: it may have been for another chat",
+                    thing="notice",
+                    id=str(notice_id),
+                )
             row = self._one(f"SELECT {columns(Notice)} FROM notices WHERE id = ?", [notice_id])
             return Notice.from_row(row)
 

@@ -34,7 +34,9 @@ class Quotas(Connection):
         with self._write() as db:
             row = self._one("SELECT user_id, size_bytes FROM datasets WHERE id = ?", [normalise_id(dataset_id)])
             if row is None:
-                raise NotFound(f"no dataset {shown(dataset_id)!r}: it was never added")
+                raise NotFound(
+                    f"no dataset {shown(dataset_id)!r}: it was never added", thing="dataset", id=shown(dataset_id)
+                )
             growth = int(size_bytes) - row["size_bytes"]
             if limit_bytes is not None and growth > 0:
                 self._require_room(row["user_id"], growth, limit_bytes, other_bytes)
@@ -71,7 +73,13 @@ class Quotas(Connection):
             if users:
                 raise DatasetInUse(dataset.id, users)
             if dataset.status not in ("ready", "failed"):
-                raise StoreError(f"dataset {dataset.id!r} is {dataset.status}: wait until it is ready")
+                raise StoreError(
+                    f"dataset {dataset.id!r} is {dataset.status}: wait until it is ready",
+                    kind="not_ready",
+                    thing="dataset",
+                    id=dataset.id,
+                    status=dataset.status,
+                )
             db.execute("DELETE FROM jobs WHERE dataset_id = ?", [dataset.id])  # events, notices cascade
             db.execute("UPDATE users SET current_dataset_id = NULL WHERE current_dataset_id = ?", [dataset.id])
             db.execute("DELETE FROM datasets WHERE id = ?", [dataset.id])
@@ -82,7 +90,12 @@ class Quotas(Connection):
         with self._write() as db:
             job = self.job(user_id, job_id)
             if job.status not in statuses:
-                raise StoreError(f"job {job.id!r} is {job.status}: only {', '.join(statuses)} jobs can be deleted")
+                raise StoreError(
+                    f"job {job.id!r} is {job.status}: only {', '.join(statuses)} jobs can be deleted",
+                    kind="not_deletable",
+                    id=job.id,
+                    status=job.status,
+                )
             db.execute("DELETE FROM jobs WHERE id = ?", [job.id])
             return job
 

@@ -143,5 +143,6 @@ def _refuse_newer(version: int, known: int, where: str) -> None:
         raise StoreError(
             f"the database {where} has schema version {version}, but this detbot only knows up to "
             f"version {known}: it was written by a newer detbot. Upgrade detbot (or open another "
-            f"database file); nothing in it was changed."
+            f"database file); nothing in it was changed.",
+            kind="newer_schema",
         )

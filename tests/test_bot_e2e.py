@@ -1,11 +1,17 @@
 """The real bot process (`python -m bot`) against a fake Telegram Bot API on 127.0.0.1:
-a scripted user from upload to trained model, and the ways it must refuse or recover."""
+a scripted user from upload to trained model, and the ways it must refuse or recover.
+
+Trainings are real and as short as a chat user can ask for; one of them lives through a bot restart, a
+killed trainer, a resume and a queue. The model the user receives is the run's shared ``trained_job``,
+recorded in the bot's store as the bot records a finished job, so no test here trains to the end."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,12 +22,18 @@ from pathlib import Path
 import pytest
 
 from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
+from pipeline.train.events import read_events
+from pipeline.train.job_folder import JobPaths
+from pipeline.train.job_process import running_pid
+from tests.builders import copy_job
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 ANN, BOB, EVE = 1001, 1002, 6666
-FAST = "trainer.steps_per_loop=5 trainer.checkpoint_interval=5"
+# Loops of 5 steps, each with a checkpoint: progress and something to resume from within seconds.
+FAST = "report_every=5 checkpoint_every=5"
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 class BotProcess:
@@ -66,9 +78,6 @@ def bot(tg, tmp_path):
 
 def kill_trainers(data_dir: Path) -> None:
     """Trainers outlive the bot on purpose; a test must not leave them running."""
-    from pipeline.train.job_folder import JobPaths
-    from pipeline.train.job_process import running_pid
-
     for pid_file in data_dir.rglob("train.pid"):
         pid = running_pid(JobPaths(pid_file.parent))
         if pid:
@@ -123,8 +132,7 @@ def test_bad_zip_gets_a_clear_reply(tg, bot):
     assert "not a zip" in text_of(reply)
 
 
-def test_full_flow_upload_split_labels_model_train_nan_alert_archive(tg, bot, tmp_path):
-    tf = pytest.importorskip("tensorflow")
+def test_full_flow_upload_split_labels_model_and_training_card(tg, bot, tmp_path):
     ann = tg.user(ANN, "Ann")
     mark = tg.mark()
     ann.send_document(shapes_zip(tmp_path), "shapes.zip")
@@ -137,46 +145,168 @@ def test_full_flow_upload_split_labels_model_train_nan_alert_archive(tg, bot, tm
     mark = tg.mark()
     ann.press(card, "model:mobilenetv2-fpn")
     tg.wait_for(lambda m: "Model: mobilenetv2-fpn" in text_of(m), chat_id=ANN, since=mark)
-    lr = "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=10.0"
-    card = say(tg, ann, f"/train 20 steps {FAST} trainer.validation_interval=20 {lr}", "Ready to train")
-    assert "20 steps" in text_of(card) and "batch size 8" in text_of(card)
+    card = say(tg, ann, "/train 20 steps lr=0.01", "Ready to train")
+    for shown in ("mobilenetv2-fpn", "ball", "32 train / 8 val", "batch size 8, 20 steps", "lr=0.01"):
+        assert shown in text_of(card)
     mark = tg.mark()
-    ann.press(card, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-    alert = tg.wait_for(lambda m: "Alert" in text_of(m), chat_id=ANN, since=mark, timeout=180)
-    assert "NaN" in text_of(alert) and "rolling back" in text_of(alert)
-    assert [b for b, _ in tg.buttons(alert)] == ["Stop", "Continue"]
+    ann.press(card, card["reply_markup"]["inline_keyboard"][0][1]["callback_data"])
+    tg.wait_for(lambda m: m["message_id"] == card["message_id"] and "Cancelled" in text_of(m), chat_id=ANN, since=mark)
+    assert "No such job" in text_of(say(tg, ann, "/status", "job"))
 
 
-def test_training_progress_plot_and_archive(tg, bot, tmp_path):
-    tf = pytest.importorskip("tensorflow")
-    ann = tg.user(ANN, "Ann")
+@pytest.mark.slow
+def test_a_training_lives_through_restart_death_resume_and_queue_and_a_nan_alerts(tg, bot, tmp_path):
+    """One job: progress and evaluation in the chat, a bot restart, a killed trainer, /resume, another user's
+    job queued behind it that starts when it is stopped, and that job's NaN alert: three trainer starts."""
+    ann, bob = tg.user(ANN, "Ann"), tg.user(BOB, "Bob")
+    upload(tg, ann, tmp_path)
+    upload(tg, bob, tmp_path)
     mark = tg.mark()
-    ann.send_document(shapes_zip(tmp_path, 24), "shapes.zip")
-    tg.wait_for(lambda m: text_of(m).startswith("Dataset "), chat_id=ANN, since=mark, timeout=120)
-    card = say(tg, ann, f"/train 10 steps {FAST} trainer.validation_interval=10", "Ready to train")
+    status = start_training(tg, ann, f"500 steps {FAST} eval_every=10")
+    job, job_dir = job_id(status), _job_dir(tmp_path, ANN, job_id(status))
+    _progress_and_evaluation_reach_the_chat(tg, status, mark)
+    before = _shown_step(tg, status)
+    bot.kill()
+    assert running_pid(JobPaths(job_dir)), "the trainer outlived the bot"
     mark = tg.mark()
-    ann.press(card, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-    tg.wait_for(lambda m: "step 5/10" in text_of(m), chat_id=ANN, since=mark, timeout=180)
-    tg.wait_for(lambda m: m["kind"] == "photo" and "AP50" in text_of(m), chat_id=ANN, since=mark, timeout=180)
-    tg.wait_for(lambda m: m["kind"] == "photo" and "detections" in text_of(m), chat_id=ANN, since=mark, timeout=60)
-    tg.wait_for(lambda m: "finished" in text_of(m), chat_id=ANN, since=mark, timeout=180)
-    archive = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=600)
-    with zipfile.ZipFile(io.BytesIO(archive["bytes"])) as zf:
-        names = zf.namelist()
-        zf.extractall(tmp_path / "model")
-    assert "label_map.pbtxt" in names and any(n.startswith("saved_model/") for n in names)
-    model = tf.saved_model.load(str(tmp_path / "model" / "saved_model"))
-    assert model.signatures["serving_default"] is not None
-    say(tg, ann, "/predict", "Send a photo")
+    again = BotProcess(tg, tmp_path / "data")
+    try:
+        later = tg.wait_for(lambda m: _is_status(m, status) and _step(m) > before, chat_id=ANN, since=mark, timeout=120)
+        assert "running" in text_of(later)
+        _killed_trainer_is_interrupted(tg, status, job_dir)
+        mark = tg.mark()
+        ann.send_text(f"/resume {job}")
+        reply = tg.wait_for(
+            lambda m: not _is_status(m, status) and text_of(m).startswith(f"Job {job} ("), chat_id=ANN, since=mark
+        )
+        assert "running" in text_of(reply)
+        bob_status = _queued_behind(tg, bob, job)
+        _resumed_from_its_checkpoint(tg, status, job_dir, mark)
+        _stopped_and_the_queue_moves_on(tg, ann, job, bob_status)
+        bob_job = job_id(bob_status)
+        alert = tg.wait_for(lambda m: "Alert" in text_of(m), chat_id=BOB, timeout=180)
+        assert bob_job in text_of(alert) and "NaN" in text_of(alert) and "rolling back" in text_of(alert)
+        assert [b for b, _ in tg.buttons(alert)] == ["Stop", "Continue"]
+        mark = tg.mark()
+        bob.press(alert, f"nan:stop:{bob_job}")
+        tg.wait_for(lambda m: "stopping" in text_of(m) and bob_job in text_of(m), chat_id=BOB, since=mark)
+    finally:
+        kill_trainers(tmp_path / "data")
+        again.stop()
+
+
+def _progress_and_evaluation_reach_the_chat(tg, status: dict, since: int) -> None:
+    tg.wait_for(lambda m: _is_status(m, status) and _step(m) > 0, chat_id=ANN, since=since, timeout=180)
+    plot = tg.wait_for(lambda m: m["kind"] == "photo" and "AP50" in text_of(m), chat_id=ANN, since=since, timeout=180)
+    assert plot["bytes"][:8] == PNG and job_id(status) in text_of(plot)
+    tg.wait_for(lambda m: m["kind"] == "photo" and "detections" in text_of(m), chat_id=ANN, since=since, timeout=60)
+
+
+def _killed_trainer_is_interrupted(tg, status: dict, job_dir: Path) -> None:
+    paths = JobPaths(job_dir)
+    assert any(e["event"] == "checkpoint" for e in read_events(paths.events))
+    os.kill(running_pid(paths), signal.SIGKILL)
+    notice = tg.wait_for(lambda m: "stopped unexpectedly" in text_of(m), chat_id=ANN, timeout=60)
+    assert f"/resume {job_id(status)}" in text_of(notice)
+
+
+def _queued_behind(tg, bob, ann_job: str) -> dict:
+    """Bob's job waits for Ann's, whose status he cannot see: its status message."""
+    bob_status = start_training(tg, bob, f"20 steps lr=10 {FAST}")
+    assert "position 1 in the queue" in text_of(bob_status)
+    refused = say(tg, bob, f"/status {ann_job}", "of yours")
+    assert ann_job in text_of(refused) and "Ann" not in text_of(refused)
+    return bob_status
+
+
+def _resumed_from_its_checkpoint(tg, status: dict, job_dir: Path, since: int) -> None:
+    """The trainer itself says it resumed from its checkpoint and trains on; the status message follows it."""
+    path = JobPaths(job_dir).events
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        events = read_events(path)
+        starts = [e for e in events if e["event"] == "started"]
+        if len(starts) == 2 and events[-1]["event"] in ("progress", "checkpoint"):
+            break
+        time.sleep(0.5)
+    assert [e["resumed"] for e in starts] == [False, True] and starts[1]["step"] > 0
+    assert events[-1]["step"] > starts[1]["step"]
+    step = starts[1]["step"]
+    tg.wait_for(lambda m: _is_status(m, status) and _step(m) > step, chat_id=ANN, since=since, timeout=60)
+
+
+def _stopped_and_the_queue_moves_on(tg, ann, ann_job: str, bob_status: dict) -> None:
+    confirm = say(tg, ann, "/stop", "Stop job")
     mark = tg.mark()
-    ann.send_photo(_photo())
-    drawn = tg.wait_for(
-        lambda m: m["kind"] == "photo" and m.get("caption") is not None and "AP" not in text_of(m),
-        chat_id=ANN,
-        since=mark,
-        timeout=180,
+    ann.press(confirm, f"stop:{ann_job}")
+    tg.wait_for(
+        lambda m: "stopped at step" in text_of(m) and ann_job in text_of(m), chat_id=ANN, since=mark, timeout=120
     )
-    assert drawn["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
+    tg.wait_for(lambda m: _is_status(m, bob_status) and "running" in text_of(m), chat_id=BOB, since=mark, timeout=120)
+
+
+def _is_status(message: dict, status: dict) -> bool:
+    return message["message_id"] == status["message_id"] and message["chat_id"] == status["chat_id"]
+
+
+def _step(message: dict) -> int:
+    """The step a status message shows; -1 before the first progress report."""
+    found = re.search(r"step (\d+)/\d+", text_of(message))
+    return int(found.group(1)) if found else -1
+
+
+def _shown_step(tg, status: dict) -> int:
+    current = next(m for m in tg.messages(status["chat_id"]) if m["message_id"] == status["message_id"])
+    return _step(current)
+
+
+@pytest.mark.slow
+def test_export_and_predict_use_a_finished_jobs_archive(tg, tmp_path, trained_job, exported_archive, shapes_workspace):
+    job, archive = seed_finished_job(tmp_path / "data", trained_job, exported_archive, shapes_workspace)
+    process = BotProcess(tg, tmp_path / "data")
+    try:
+        tg.wait_until_polling()
+        ann = tg.user(ANN, "Ann")
+        mark = tg.mark()
+        ann.send_text("/export")
+        sent = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)
+        assert sent["filename"] == archive.name and sent["bytes"] == archive.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(sent["bytes"])) as zf:
+            assert zf.testzip() is None and {"label_map.pbtxt", "saved_model/saved_model.pb"} <= set(zf.namelist())
+        say(tg, ann, "/predict", f"model of job {job}")
+        mark = tg.mark()
+        ann.send_photo(_photo())
+        drawn = tg.wait_for(lambda m: m["kind"] == "photo", chat_id=ANN, since=mark, timeout=180)
+        assert drawn["bytes"][:8] == PNG
+        found = [] if text_of(drawn) == "nothing found" else [d.rsplit(" ", 1) for d in text_of(drawn).split(", ")]
+        assert all(label in ("circle", "square", "triangle") and 0 < float(score) <= 1 for label, score in found)
+    finally:
+        process.stop()
+
+
+def seed_finished_job(data: Path, trained_job: Path, archive: Path, workspace: Path) -> tuple[str, Path]:
+    """Ann's finished job as the bot records one after its export: her ready dataset (a copy of ``workspace``),
+    the job's folder in it (a copy of ``trained_job``) and the model archive there. (job id, archive)."""
+    from storage import open_store
+
+    dataset_dir = data / "users" / str(ANN) / "datasets" / "shapes"
+    shutil.copytree(workspace, dataset_dir)
+    summary = json.loads((dataset_dir / "summary.json").read_text())
+    with open_store(data / "detbot.db") as store:
+        store.ensure_user(ANN, "Ann")
+        size = sum(path.stat().st_size for path in dataset_dir.rglob("*") if path.is_file())
+        dataset = store.add_dataset(ANN, "shapes.zip", dataset_dir, size)
+        store.finish_dataset(dataset.id, summary)
+        store.set_current_dataset(ANN, dataset.id)
+        request = {"model": "mobilenetv2-fpn", "steps": 200, "epochs": None, "overrides": []}
+        job = store.add_job(
+            ANN, ANN, dataset.id, dataset_dir / "jobs" / "mobilenetv2-fpn-trained", "mobilenetv2-fpn", request
+        )
+        copy_job(trained_job, job.job_dir)
+        kept = shutil.copyfile(archive, job.job_dir / f"model-{job.id}.zip")
+        now = time.time()
+        store.update_job(job.id, status="finished", started=now - 60, finished=now, archive=kept)
+    return job.id, kept
 
 
 def _photo() -> bytes:
@@ -206,57 +336,11 @@ def job_id(message: dict) -> str:
     return text_of(message).split()[1]
 
 
-def test_queue_ownership_and_restart_reattaches(tg, bot, tmp_path):
-    import re
-
-    ann, bob = tg.user(ANN, "Ann"), tg.user(BOB, "Bob")
-    upload(tg, ann, tmp_path)
-    upload(tg, bob, tmp_path)
-    ann_status = start_training(tg, ann, f"500 steps {FAST} trainer.validation_interval=500")
-    ann_job = job_id(ann_status)
-    bob_status = start_training(tg, bob, f"10 steps {FAST} trainer.validation_interval=10")
-    assert "position 1 in the queue" in text_of(bob_status)
-    refused = say(tg, bob, f"/status {ann_job}", "of yours")
-    assert ann_job in text_of(refused) and "Ann" not in text_of(refused)
-    first = tg.wait_for(
-        lambda m: m["message_id"] == ann_status["message_id"] and re.search(r"step \d+/500", text_of(m)),
-        chat_id=ANN,
-        timeout=180,
-    )
-    step_before = int(re.search(r"step (\d+)/500", text_of(first)).group(1))
-    bot.kill()
-    trainer_pid = int(
-        (tmp_path / "data").joinpath(*_job_dir(tmp_path, ann_job)).joinpath("train.pid").read_text().split()[0]
-    )
-    os.kill(trainer_pid, 0)  # the trainer outlived the bot
-    again = BotProcess(tg, tmp_path / "data")
-    try:
-        later = tg.wait_for(
-            lambda m: (
-                m["message_id"] == ann_status["message_id"]
-                and int(re.search(r"step (\d+)/500", text_of(m)).group(1)) > step_before
-            ),
-            chat_id=ANN,
-            timeout=120,
-        )
-        assert "running" in text_of(later)
-        confirm = say(tg, ann, "/stop", "Stop job")
-        mark = tg.mark()
-        ann.press(confirm, f"stop:{ann_job}")
-        tg.wait_for(lambda m: "stopped" in text_of(m) and ann_job in text_of(m), chat_id=ANN, since=mark, timeout=120)
-        tg.wait_for(
-            lambda m: m["message_id"] == bob_status["message_id"] and "running" in text_of(m), chat_id=BOB, timeout=120
-        )
-    finally:
-        again.stop()
-
-
-def _job_dir(tmp_path: Path, wanted: str) -> tuple[str, ...]:
+def _job_dir(tmp_path: Path, user: int, wanted: str) -> Path:
     from storage import open_store
 
     with open_store(tmp_path / "data" / "detbot.db") as store:
-        job = store.job(ANN, wanted)
-    return job.job_dir.relative_to(tmp_path / "data").parts
+        return store.job(user, wanted).job_dir
 
 
 @pytest.mark.skipif(not (SHARED / "kangaroo.zip").exists(), reason="shared datasets not present")
@@ -267,43 +351,3 @@ def test_kangaroo_upload_report(tg, bot):
     report = tg.wait_for(lambda m: text_of(m).startswith("Dataset "), chat_id=ANN, since=mark, timeout=180)
     text = text_of(report)
     assert "164 images" in text and "kangaroo" in text and "bad_image x1" in text and "00090.jpg" in text
-
-
-def test_dead_trainer_is_marked_interrupted_and_resumes(tg, bot, tmp_path):
-    import re
-
-    from pipeline.train.job_folder import JobPaths
-    from pipeline.train.job_process import running_pid
-    from storage import open_store
-
-    ann = tg.user(ANN, "Ann")
-    upload(tg, ann, tmp_path)
-    status = start_training(tg, ann, f"500 steps {FAST} trainer.validation_interval=500")
-    job = job_id(status)
-    tg.wait_for(lambda m: re.search(r"step \d+/500", text_of(m)), chat_id=ANN, timeout=180)
-    with open_store(tmp_path / "data" / "detbot.db") as store:
-        job_dir = store.job(ANN, job).job_dir
-    deadline = time.monotonic() + 120  # progress is reported before the loop's checkpoint is written
-    while time.monotonic() < deadline and '"checkpoint"' not in (job_dir / "events.jsonl").read_text():
-        time.sleep(0.2)
-    os.kill(running_pid(JobPaths(job_dir)), signal.SIGKILL)
-    notice = tg.wait_for(lambda m: "stopped unexpectedly" in text_of(m), chat_id=ANN, timeout=60)
-    assert f"/resume {job}" in text_of(notice)
-    mark = tg.mark()
-    ann.send_text(f"/resume {job}")
-    resumed = tg.wait_for(
-        lambda m: re.search(r"step \d+/500", text_of(m)) and "running" in text_of(m),
-        chat_id=ANN,
-        since=mark,
-        timeout=180,
-    )
-    assert job in text_of(resumed)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # the trainer itself confirms it resumed from its checkpoint
-        events = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines()]
-        starts = [e for e in events if e["event"] == "started"]
-        if len(starts) == 2 and events[-1]["event"] == "progress":
-            break
-        time.sleep(0.5)
-    assert [e["resumed"] for e in starts] == [False, True] and starts[1]["step"] > 0
-    assert events[-1]["step"] > starts[1]["step"]

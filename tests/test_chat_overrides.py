@@ -12,7 +12,8 @@ import yaml
 
 from bot.cli_runner import run_cli
 from bot.config import DEFAULT_MAX_STEPS, ConfigError, load_settings
-from bot.training import TrainingError, TrainingService, _request_json, _train_args, parse_train_args
+from bot.errors import Refused
+from bot.training import TrainingService, _request_json, _train_args, parse_train_args
 from pipeline.cli.main import main
 from pipeline.train.chat_overrides import (
     EPOCHS,
@@ -140,6 +141,7 @@ def test_values_are_written_as_yaml_reads_them_back(value):
     assert yaml.safe_load(literal(value)) == value and type(yaml.safe_load(literal(value))) is type(value)
 
 
+@pytest.mark.slow
 def test_every_setting_is_a_real_model_garden_key_at_both_ends_of_its_range(shapes_workspace, capsys):
     """The config is built for real (TensorFlow, Model Garden), through the CLI's "--"."""
     for bound in ("low", "high"):
@@ -175,6 +177,7 @@ def test_every_setting_is_a_real_model_garden_key_at_both_ends_of_its_range(shap
 # --- the CLI: everything after "--" is an override ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_after_double_dash_an_option_is_an_override_and_is_refused(shapes_workspace, tmp_path, capsys):
     code = main(
         [
@@ -195,6 +198,7 @@ def test_after_double_dash_an_option_is_an_override_and_is_refused(shapes_worksp
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.slow
 def test_overrides_after_options_and_after_double_dash_both_count(shapes_workspace, capsys):
     code = main(
         [
@@ -244,13 +248,13 @@ def test_a_command_without_overrides_refuses_words_after_double_dash(shapes_work
     ],
 )
 def test_lengths_must_be_finite_positive_and_within_the_ceiling(words):
-    with pytest.raises(TrainingError, match="refused: (steps|epochs) must be"):
+    with pytest.raises(Refused, match="refused: (steps|epochs) must be"):
         parse_train_args(words, MODEL, max_steps=100)
 
 
 @pytest.mark.parametrize("word", TRAINER_OPTIONS + FORBIDDEN_KEYS)
 def test_train_refuses_every_option_and_key_and_lists_what_is_allowed(word):
-    with pytest.raises(TrainingError) as caught:
+    with pytest.raises(Refused) as caught:
         parse_train_args(["1", "steps", word], MODEL, max_steps=DEFAULT_MAX_STEPS)
     text = str(caught.value)
     assert "option of the trainer" in text or "cannot be set from the chat" in text
@@ -298,7 +302,7 @@ def test_a_stored_request_is_checked_again_before_it_reaches_the_trainer(tmp_pat
         {"epochs": math.inf},
         {"steps": 5, "overrides": ["task.init_checkpoint=/x"]},
     ):
-        with pytest.raises(TrainingError):
+        with pytest.raises(Refused):
             _train_args(_Job(request, tmp_path / "job"), settings)
 
 
@@ -335,7 +339,7 @@ def test_resume_counts_against_the_job_cap(store, tmp_path):
     store.update_job(jobs[0].id, status="stopped")
     for job in jobs[1:]:
         store.update_job(job.id, status="running", started=0.0)
-    with pytest.raises(TrainingError, match="already have 2 jobs"):
+    with pytest.raises(Refused, match="already have 2 jobs"):
         asyncio.run(svc.resume(USER, jobs[0].id))
     assert store.job_by_id(jobs[0].id).status == "stopped" and store.count_active(USER) == 2
 

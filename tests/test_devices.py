@@ -235,19 +235,20 @@ def test_export_and_predict_use_a_free_gpu_of_their_job_else_the_cpu(smi, tmp_pa
     asyncio.run(svc.predict(archive, tmp_path / "photo.jpg", tmp_path / "out.png", job=first))
     assert runs.calls[-1][0][0] == "predict" and runs.gpus() == "0"
     asyncio.run(svc.export(second))  # still training: its GPUs are taken
-    assert runs.gpus() == "" and "export of job %s runs on the CPU" % second.id in caplog.text
+    assert runs.gpus() == "" and f"export of job {second.id} runs on the CPU" in caplog.text
     asyncio.run(svc.predict(archive, tmp_path / "photo.jpg", tmp_path / "out.png"))
     assert runs.gpus() == "0"  # no job named: any GPU no training holds
 
     third = queue(svc, dataset, 1)[0]
     assert asyncio.run(svc.start_queued())[0].id == third.id  # takes 0,1 back
     asyncio.run(svc.predict(archive, tmp_path / "photo.jpg", tmp_path / "out.png", job=first))
-    assert runs.gpus() == "" and "predict of job %s runs on the CPU" % first.id in caplog.text
+    assert runs.gpus() == "" and f"predict of job {first.id} runs on the CPU" in caplog.text
 
 
 # --- TensorFlow's set-up -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_configure_tensorflow_in_a_real_tensorflow_process():
     code = (
         "import logging, tensorflow as tf\n"

@@ -1,9 +1,16 @@
-"""GPU plans, proven on the CPU: each trains with its planned numerics, finishes, exports, and the export verifies.
+"""GPU plans, proven on the CPU: each trains with its planned numerics and finishes; an export verifies.
 
 Each training runs in its own process, because logical CPU devices can only be made before
 TensorFlow starts. Precision, XLA, strategy and sync batch norm are the plan's; only the batch
 may be scaled down to fit the CPU. A failure here would be a failure on real GPUs too: change
 the plan, never the test.
+
+Each plan trains one loop of 5 steps: an emulated run is mostly its start-up, tracing and (for the
+XLA plans) compilation, which a longer run would only add steps to. Only the mirrored plan is
+exported: every plan keeps float32 master weights, so the mixed-precision checkpoints of the other
+two restore into the float32 export model the same way, and the mirrored one is the one whose
+variables were distributed. NaN roll-back is tested in test_train.py, on a float32 plan: a roll-back
+rebuilds the model, and under XLA that means compiling it again, minutes of CPU here.
 """
 
 from __future__ import annotations
@@ -21,28 +28,23 @@ from pipeline.train.events import read_events
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-# 20 steps at a 128-pixel input: the numerics (precision, loss scaling, XLA, strategy, sync BN) are the
-# plan's, at a quarter of the catalogue's pixels so that four trainings fit the suite's time.
+# One loop at a 128-pixel input: the numerics (precision, loss scaling, XLA, strategy, sync BN) are the
+# plan's, at a quarter of the catalogue's pixels.
+STEPS = 5
 SHORT = [
     "--steps",
-    "20",
-    "trainer.steps_per_loop=5",
-    "trainer.checkpoint_interval=10",
-    "trainer.validation_interval=20",
+    str(STEPS),
+    f"trainer.steps_per_loop={STEPS}",
+    f"trainer.checkpoint_interval={STEPS}",
+    f"trainer.validation_interval={STEPS}",
     "task.model.input_size=[128,128,3]",
 ]
-
-
-PLANS = {  # name: (--assume-hardware, extra arguments)
-    "hopper": ("gpus=1,memory_gb=80,cc=9.0", ()),
-    # Loss scaling skips steps whose float16 gradients overflow, so a merely large rate only drifts;
-    # this one overflows the forward pass in the first loop, as a bad batch would on a GPU.
-    "turing_nan": (
-        "gpus=1,memory_gb=16,cc=7.5",
-        ("--recovery-lr-factor", "1e-10", "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1e9"),
-    ),
-    "two_ampere": ("gpus=2,memory_gb=40,cc=8.0", ()),
+PLANS = {  # name: --assume-hardware
+    "hopper": "gpus=1,memory_gb=80,cc=9.0",
+    "turing": "gpus=1,memory_gb=16,cc=7.5",
+    "two_ampere": "gpus=2,memory_gb=40,cc=8.0",
 }
+EXPORTED = ("two_ampere",)
 
 
 def pipeline(*args: str, timeout: float = 600) -> tuple[int, dict]:
@@ -64,13 +66,14 @@ def finish(process: subprocess.Popen, command: str, timeout: float = 900) -> tup
     try:
         return process.returncode, json.loads(stdout)
     except json.JSONDecodeError:
-        raise AssertionError(f"no JSON from pipeline {command} (exit {process.returncode}): {stderr[-3000:]}")
+        raise AssertionError(f"no JSON from pipeline {command} (exit {process.returncode}): {stderr[-3000:]}") from None
 
 
 @pytest.fixture(scope="module")
-def emulated(shapes_workspace, tmp_path_factory) -> dict[str, tuple[list[dict], dict, dict]]:
-    """Each plan trained and exported. The three run side by side: tracing and XLA compilation, most
-    of an emulated run, use one core each."""
+def emulated(shapes_workspace, tmp_path_factory) -> dict[str, tuple[Path, list[dict], dict, dict | None]]:
+    """Each plan trained, and those in ``EXPORTED`` exported: plan -> (job, events, params, export report).
+
+    The trainings run side by side: tracing and XLA compilation, most of an emulated run, use one core each."""
     root = tmp_path_factory.mktemp("emulated")
     trainings = {
         name: start(
@@ -83,10 +86,9 @@ def emulated(shapes_workspace, tmp_path_factory) -> dict[str, tuple[list[dict], 
             spec,
             "--job-dir",
             str(root / name),
-            *extra,
             *SHORT,
         )
-        for name, (spec, extra) in PLANS.items()
+        for name, spec in PLANS.items()
     }
     trained = {name: finish(process, "train") for name, process in trainings.items()}
     for name, (code, out) in trained.items():
@@ -95,34 +97,37 @@ def emulated(shapes_workspace, tmp_path_factory) -> dict[str, tuple[list[dict], 
         name: start(
             "export", str(root / name), "--out", str(root / name / "model.zip"), "--no-tflite", "--samples", "1"
         )
-        for name in PLANS
+        for name in EXPORTED
     }
-    results = {}
+    reports = {}
     for name, process in exports.items():
-        code, report = finish(process, "export")
-        assert code == 0, (name, report)
-        results[name] = (
+        code, reports[name] = finish(process, "export")
+        assert code == 0, (name, reports[name])
+    return {
+        name: (
+            root / name,
             read_events(root / name / "events.jsonl"),
             yaml.safe_load((root / name / "params.yaml").read_text()),
-            report,
+            reports.get(name),
         )
-    return results
+        for name in PLANS
+    }
 
 
-def check_trained(events: list[dict], report: dict) -> dict:
+def check_trained(events: list[dict], report: dict | None) -> dict:
     started = events[0]
     assert started["event"] == "started" and started["emulated"] is True
-    assert events[-1]["event"] == "finished" and events[-1]["step"] == 20
+    assert events[-1]["event"] == "finished" and events[-1]["step"] == STEPS
     losses = [e["total_loss"] for e in events if e["event"] == "progress"]
     assert losses and all(isinstance(v, float) and math.isfinite(v) for v in losses)
-    # The export ran in a fresh process on every validation image and agreed with training.
-    assert report["export_ap50"] is not None
-    assert abs(report["export_ap50"] - report["training_ap50"]) <= report["tolerance"]
+    if report is not None:  # the export ran in a fresh process on every validation image and agreed with training
+        assert report["export_ap50"] is not None
+        assert abs(report["export_ap50"] - report["training_ap50"]) <= report["tolerance"]
     return started
 
 
 def test_one_hopper_gpu_plan_bfloat16_with_xla(emulated):
-    events, params, report = emulated["hopper"]
+    _, events, params, report = emulated["hopper"]
     started = check_trained(events, report)
     runtime = params["runtime"]
     assert runtime["mixed_precision_dtype"] == "bfloat16" and runtime["enable_xla"] is True
@@ -130,20 +135,15 @@ def test_one_hopper_gpu_plan_bfloat16_with_xla(emulated):
     assert (started["precision"], started["xla"], started["replicas"]) == ("bfloat16", True, 1)
 
 
-def test_one_turing_gpu_plan_float16_with_loss_scaling_recovers_a_nan(emulated):
-    """float16 trains with dynamic loss scaling, and a forced NaN is rolled back as under float32."""
-    events, params, report = emulated["turing_nan"]
+def test_one_turing_gpu_plan_float16_with_dynamic_loss_scaling_and_xla(emulated):
+    _, events, params, report = emulated["turing"]
     started = check_trained(events, report)
     assert params["runtime"]["mixed_precision_dtype"] == "float16" and params["runtime"]["loss_scale"] == "dynamic"
-    assert (started["precision"], started["xla"]) == ("float16", True)
-    names = [e["event"] for e in events]
-    assert "nan" in names and names[names.index("nan") + 1] == "recovered"
-    recovered = events[names.index("recovered")]
-    assert recovered["learning_rate"] == pytest.approx(0.1, rel=1e-3)  # 1e9 x 1e-10
+    assert (started["precision"], started["xla"], started["replicas"]) == ("float16", True, 1)
 
 
 def test_two_ampere_gpus_plan_mirrored_with_sync_batch_norm(emulated):
-    events, params, report = emulated["two_ampere"]
+    _, events, params, report = emulated["two_ampere"]
     started = check_trained(events, report)
     assert params["runtime"]["distribution_strategy"] == "mirrored" and params["runtime"]["num_gpus"] == 2
     assert params["task"]["model"]["norm_activation"]["use_sync_bn"] is True

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import stat
 import struct
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from pipeline.data.ingest import IMAGE_EXTENSIONS, Extraction, ExtractLimits, extract_zip
 from pipeline.errors import DatasetRejected
+from tests.builders import image_bytes, write_zip, zip_bytes
 
 KANGAROO = Path("/work/shared/datasets/kangaroo.zip")
 
 
-def _jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-JPEG = _jpeg()
+JPEG = image_bytes((8, 8))
 XML = b"<annotation><filename>a.jpg</filename></annotation>"
 
 
@@ -43,21 +35,6 @@ class RawName(zipfile.ZipInfo):
 
     def _encodeFilenameFlags(self):
         return self.raw, self.flag_bits | self.extra_flags
-
-
-def zip_bytes(entries, compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # duplicate names are written on purpose
-        with zipfile.ZipFile(buffer, "w", compression) as zf:
-            for name, data in entries:
-                zf.writestr(name, data)
-    return buffer.getvalue()
-
-
-def write_zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
-    path.write_bytes(zip_bytes(entries, compression))
-    return path
 
 
 def images(*names: str) -> list[tuple[str, bytes]]:

@@ -254,6 +254,14 @@ edit_steps = st.lists(
 )
 
 
+def apply_edit(edits, known, kind, sources, target):
+    if kind == "drop":
+        return drop(edits, known, sources[0])
+    if kind == "rename":
+        return rename(edits, known, sources[0], target)
+    return merge(edits, known, sources, target)
+
+
 @settings(max_examples=200, deadline=None)
 @given(edit_steps)
 def test_edits_match_a_model_of_class_groups(steps):
@@ -265,17 +273,12 @@ def test_edits_match_a_model_of_class_groups(steps):
         sources = names if kind == "merge" else names[:1]
         if any(name not in known for name in sources):
             with pytest.raises(UsageError):
-                {
-                    "rename": lambda: rename(edits, known, sources[0], target),
-                    "merge": lambda: merge(edits, known, sources, target),
-                    "drop": lambda: drop(edits, known, sources[0]),
-                }[kind]()
+                apply_edit(edits, known, kind, sources, target)
             continue
+        edits = apply_edit(edits, known, kind, sources, target)
         if kind == "drop":
-            edits = drop(edits, known, sources[0])
             del groups[sources[0]]
             continue
-        edits = rename(edits, known, sources[0], target) if kind == "rename" else merge(edits, known, sources, target)
         moved = set().union(*(groups.pop(name) for name in set(sources)))
         groups[target] = groups.get(target, set()) | moved
     final = {raw: name for name, members in groups.items() for raw in members}

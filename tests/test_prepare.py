@@ -12,7 +12,6 @@ import pytest
 
 from pipeline.cli.main import main
 from pipeline.data.reports import PROBLEM_KINDS
-from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from tests.builders import image_bytes, pair, write_zip, xml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -26,11 +25,6 @@ def run_cli(capsys, *argv) -> tuple[int, dict]:
 
 def files_outside(tmp_path: Path, allowed: set[str]) -> set[str]:
     return {p.name for p in tmp_path.iterdir()} - allowed
-
-
-@pytest.fixture(scope="module")
-def shapes_zip(tmp_path_factory) -> Path:
-    return make_voc_zip(tmp_path_factory.mktemp("zip") / "shapes.zip", SyntheticSpec(images=40, seed=3))
 
 
 def test_prepare_json_contract(tmp_path, capsys, shapes_zip):
@@ -135,6 +129,7 @@ def test_supplied_label_map_must_cover_the_data(tmp_path, capsys):
     assert out["boxes"] == 1
 
 
+@pytest.mark.slow
 def test_colour_modes_and_rotation_decode_as_rgb_in_tensorflow(tmp_path, capsys):
     tf = pytest.importorskip("tensorflow")
     from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder

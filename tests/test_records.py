@@ -1,4 +1,7 @@
-"""The hand-written TFRecord / tf.train.Example bytes, checked against real TensorFlow."""
+"""The hand-written TFRecord / tf.train.Example bytes, checked against real TensorFlow.
+
+Only the tests that compare with TensorFlow import it (marked slow); the rest run in the fast tier.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-tf = pytest.importorskip("tensorflow")
-tf_example_decoder = pytest.importorskip("official.vision.dataloaders.tf_example_decoder")
-from PIL import Image  # noqa: E402
-
-from pipeline.data.records import build_example, shard_count, write_records  # noqa: E402
-from pipeline.data.samples import Box, Sample, Transform  # noqa: E402
-from pipeline.data.tfrecord import (  # noqa: E402
+from pipeline.data.records import build_example, shard_count, write_records
+from pipeline.data.samples import Box, Sample, Transform
+from pipeline.data.tfrecord import (
     Bytes,
     Floats,
     Ints,
@@ -23,17 +21,18 @@ from pipeline.data.tfrecord import (  # noqa: E402
     encode_example,
     iter_records,
 )
-from pipeline.data.workspace import Workspace  # noqa: E402
+from pipeline.data.workspace import Workspace
+from tests.builders import image_bytes
 
 CLASS_IDS = {"cat": 1, "dog": 2, "bird": 3}
 MiB = 1024 * 1024
 
 
-def _feature(**kind):
-    return tf.train.Feature(**kind)
-
-
+@pytest.mark.slow
 def test_encode_example_matches_tensorflow():
+    import tensorflow as tf
+
+    _feature = tf.train.Feature
     big = 2**63 - 1
     features = {
         "ints": [0, 1, -1, 300, big, -(2**63), True],
@@ -92,7 +91,10 @@ def test_encode_example_rejects_untyped_or_out_of_range(features, error):
         encode_example(features)
 
 
+@pytest.mark.slow
 def test_tfrecord_files_interoperate_with_tensorflow(tmp_path):
+    import tensorflow as tf
+
     records = [b"", b"x", os.urandom(70_000), b"\x00" * 3]
     ours = tmp_path / "ours.tfrecord"
     with TFRecordWriter(ours) as writer:
@@ -150,9 +152,9 @@ def test_shard_count():
 # --- the records step on a generated dataset ------------------------------------------
 
 
-def _save(path: Path, size: tuple[int, int], color, mode="RGB", **options) -> None:
+def _save(path: Path, size: tuple[int, int], color, **kwargs) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, color).save(path, **options)
+    path.write_bytes(image_bytes(size, color, **kwargs))
 
 
 def _sample(ws: Workspace, sample_id: int, image: str, size, boxes=(), transform=Transform()):
@@ -177,22 +179,20 @@ def _make_dataset(root: Path) -> tuple[Workspace, dict[str, list[Sample]]]:
     for i in range(10):
         size = (40 + 7 * i, 30 + 5 * i)
         name = f"photos/img_{i}.jpg"
-        _save(src / name, size, (20 * i, 100, 200), quality=90)
+        _save(src / name, size, (20 * i, 100, 200))
         boxes = [Box("cat", 1, 2, size[0] - 3, size[1] - 1, difficult=i == 3)]
         if i % 3 == 0:
             boxes.append(Box("dog", 0, 0, size[0] / 2, size[1] / 3, truncated=True))
         train.append(_sample(ws, 100 + 7 * i, name, size, boxes))
     _save(src / "negative.jpg", (32, 24), (0, 0, 0))
     train.append(_sample(ws, 3, "negative.jpg", (32, 24)))
-    _save(src / "plain.png", (50, 70), (1, 2, 3), format="PNG")
+    _save(src / "plain.png", (50, 70), (1, 2, 3), fmt="PNG")
     train.append(_sample(ws, 5, "plain.png", (50, 70), [Box("bird", 5.5, 6.25, 44.75, 69)]))
     # Stored 40x60 with EXIF orientation 6: the record holds the upright 60x40 image.
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    _save(src / "rotated.jpg", (40, 60), (9, 9, 9), exif=exif)
+    _save(src / "rotated.jpg", (40, 60), (9, 9, 9), orientation=6)
     rotated = Transform(orientation=6, reencode=True)
     val = [_sample(ws, 1, "rotated.jpg", (60, 40), [Box("dog", 10, 5, 50, 35)], rotated)]
-    _save(src / "alpha.png", (30, 20), (255, 0, 0, 128), mode="RGBA", format="PNG")
+    _save(src / "alpha.png", (30, 20), (255, 0, 0, 128), mode="RGBA", fmt="PNG")
     alpha = Transform(convert_from="RGBA", reencode=True)
     val.append(_sample(ws, 2, "alpha.png", (30, 20), [Box("cat", 0, 0, 30, 20)], alpha))
     return ws, {"train": train, "val": val, "test": []}
@@ -206,6 +206,8 @@ def written(tmp_path_factory):
 
 
 def _examples(paths) -> list[bytes]:
+    import tensorflow as tf
+
     return [record.numpy() for record in tf.data.TFRecordDataset(list(paths))]
 
 
@@ -223,7 +225,11 @@ def test_report_lists_every_shard(written):
     assert sorted(counts) == [1, 1, 1, 1, 2, 2, 2, 2]
 
 
+@pytest.mark.slow
 def test_model_garden_decoder_reads_every_example(written):
+    import tensorflow as tf
+    from official.vision.dataloaders import tf_example_decoder
+
     ws, splits, report = written
     decoder = tf_example_decoder.TfExampleDecoder()
     for split in ("train", "val"):
@@ -252,24 +258,18 @@ def test_model_garden_decoder_reads_every_example(written):
         assert seen == set(by_id)
 
 
-EXTRA_KEYS = {
-    "image/encoded": tf.io.FixedLenFeature((), tf.string),
-    "image/format": tf.io.FixedLenFeature((), tf.string),
-    "image/filename": tf.io.FixedLenFeature((), tf.string),
-    "image/source_id": tf.io.FixedLenFeature((), tf.string),
-    "image/key/sha256": tf.io.FixedLenFeature((), tf.string),
-    "image/object/class/text": tf.io.VarLenFeature(tf.string),
-    "image/object/difficult": tf.io.VarLenFeature(tf.int64),
-    "image/object/truncated": tf.io.VarLenFeature(tf.int64),
-    "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
-}
-
-
+@pytest.mark.slow
 def test_extra_keys_and_passthrough_bytes(written):
+    import tensorflow as tf
+
+    strings, ints = tf.io.FixedLenFeature((), tf.string), tf.io.VarLenFeature(tf.int64)
+    extra_keys = {f"image/{key}": strings for key in ("encoded", "format", "filename", "source_id", "key/sha256")}
+    extra_keys |= {f"image/object/{flag}": ints for flag in ("difficult", "truncated", "is_crowd")}
+    extra_keys["image/object/class/text"] = tf.io.VarLenFeature(tf.string)
     ws, splits, report = written
     samples = {s.image: s for s in splits["train"] + splits["val"]}
     for serialized in _examples(report.splits["train"] + report.splits["val"]):
-        parsed = tf.io.parse_single_example(serialized, EXTRA_KEYS)
+        parsed = tf.io.parse_single_example(serialized, extra_keys)
         sample = samples[parsed["image/filename"].numpy().decode()]
         encoded = parsed["image/encoded"].numpy()
         assert parsed["image/source_id"].numpy() == str(sample.id).encode()

@@ -195,6 +195,30 @@ def test_someone_elses_id_and_a_made_up_id_read_the_same(store):
     assert str(theirs.value).replace(dataset.id, "aaaaaaaa") == str(nobodys.value)
 
 
+def test_a_store_error_tells_the_log_everything_and_the_user_only_its_kind(tmp_path, monkeypatch):
+    """The message names the database file and what to fix; what a user reads is worded from kind and params."""
+    import storage.store
+    from bot import texts
+
+    monkeypatch.setattr(storage.store, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "private" / "detbot.db"
+    with open_store(path) as store, sqlite3.connect(path, isolation_level=None) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+        with pytest.raises(StoreError) as locked:
+            store.ensure_user(ALICE, "Alice")
+        other.execute("ROLLBACK")
+        dataset = ready_dataset(store)
+        store.ensure_user(BOB, "Bob")
+        with pytest.raises(NotFound) as missing:
+            store.dataset(BOB, dataset.id)
+    assert locked.value.kind == "locked" and str(path) in str(locked.value)
+    assert (missing.value.kind, missing.value.params) == ("not_found", {"thing": "dataset", "id": dataset.id})
+    for error in (locked.value, missing.value):
+        shown = texts.store_error(error.kind, error.params)
+        assert str(tmp_path) not in shown and "private" not in shown and "ensure_user" not in shown
+    assert texts.store_error("not_found", missing.value.params).startswith(f"No dataset '{dataset.id}' of yours")
+
+
 # --- jobs and the queue ------------------------------------------------------------------------
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from pipeline.cli.main import main
-from pipeline.data.steps import PrepareOptions, prepare
-from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from pipeline.data.workspace import Workspace
 from pipeline.errors import UsageError
 from pipeline.train.catalogue import catalog, get_model, recommend
@@ -17,23 +14,21 @@ from pipeline.train.config import TrainRequest, build_params, load_params, plan_
 from pipeline.train.hardware import Hardware
 from pipeline.train.job_folder import JobState
 
-pytest.importorskip("official")
 CPU = Hardware(cpu_cores=2)
 TWO_A100 = Hardware(gpus=2, gpu_memory_mb=40960, compute_capability=8.0, cpu_cores=16)
 ONE_T4 = Hardware(gpus=1, gpu_memory_mb=15360, compute_capability=7.5, cpu_cores=8)
 
 
 @pytest.fixture(scope="module")
-def facts(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cfg")
-    prepare(make_voc_zip(base / "s.zip", SyntheticSpec(images=40, seed=2)), base / "ws", PrepareOptions(val_ratio=0.2))
-    return workspace_facts(Workspace(base / "ws"))
+def facts(shapes_workspace):
+    return workspace_facts(Workspace(shapes_workspace))
 
 
 def test_facts_count_records_and_classes(facts):
     assert (facts.train_images, facts.val_images, facts.num_classes) == (32, 8, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", catalog(), ids=lambda s: s.name)
 def test_every_catalogue_model_builds_a_valid_config(spec, facts, tmp_path):
     params = build_params(spec, facts, CPU, TrainRequest(spec.name, steps=100))
@@ -44,6 +39,7 @@ def test_every_catalogue_model_builds_a_valid_config(spec, facts, tmp_path):
     assert load_params(spec.experiment, tmp_path / "params.yaml").as_dict() == params.as_dict()
 
 
+@pytest.mark.slow
 def test_cpu_preset(facts):
     params = build_params(get_model("mobilenetv2-fpn"), facts, CPU, TrainRequest("mobilenetv2-fpn", epochs=2))
     assert params.runtime.distribution_strategy == "one_device" and params.runtime.mixed_precision_dtype == "float32"
@@ -54,6 +50,7 @@ def test_cpu_preset(facts):
     assert params.task.export_config.output_normalized_coordinates is True
 
 
+@pytest.mark.slow
 def test_gpu_preset_uses_every_gpu_mixed_precision_and_sync_bn(facts):
     params = build_params(get_model("resnet50-fpn"), facts, TWO_A100, TrainRequest("resnet50-fpn", steps=20000))
     assert params.runtime.distribution_strategy == "mirrored" and params.runtime.num_gpus == 2
@@ -68,6 +65,7 @@ def test_gpu_preset_uses_every_gpu_mixed_precision_and_sync_bn(facts):
     assert t4.runtime.loss_scale == "dynamic" and t4.runtime.enable_xla is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "hardware, policy, loss_scaled",
     [(TWO_A100, "mixed_bfloat16", False), (ONE_T4, "mixed_float16", True), (CPU, "float32", False)],
@@ -92,6 +90,7 @@ def test_model_garden_accepts_the_planned_precision(facts, hardware, policy, los
         tf_keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_multi_host_strategies_are_refused(facts):
     spec = get_model("mobilenetv2-fpn")
     with pytest.raises(UsageError, match="one host"):
@@ -111,6 +110,7 @@ def test_learning_rate_scales_with_batch_and_run_length(facts):
     assert small.warmup_steps == 100 and small.eval_interval == 100 and small.steps_per_loop == 50
 
 
+@pytest.mark.slow
 def test_overrides_are_strict_and_typed(facts):
     spec = get_model("mobilenetv2-fpn")
     with pytest.raises(UsageError, match="bogus"):
@@ -137,6 +137,7 @@ def test_overrides_are_strict_and_typed(facts):
     assert params.task.model.head.num_convs == 3
 
 
+@pytest.mark.slow
 def test_roll_back_state_scales_learning_rate_and_batch(facts):
     from pipeline.train.session import scaled_params
 
@@ -173,13 +174,9 @@ def test_unknown_model_lists_the_choices():
         get_model("yolo")
 
 
-def test_show_config_prints_yaml(tmp_path, capsys):
-    prepare(
-        make_voc_zip(tmp_path / "s.zip", SyntheticSpec(images=12, seed=4)),
-        tmp_path / "ws",
-        PrepareOptions(val_ratio=0.25),
-    )
-    assert main(["train", str(tmp_path / "ws"), "--steps", "7", "--show-config", "task.model.head.num_convs=1"]) == 0
+@pytest.mark.slow
+def test_show_config_prints_yaml(shapes_workspace, capsys):
+    assert main(["train", str(shapes_workspace), "--steps", "7", "--show-config", "task.model.head.num_convs=1"]) == 0
     text = capsys.readouterr().out
     assert "train_steps: 7" in text and "num_convs: 1" in text
-    assert not (Path(tmp_path) / "ws" / "jobs").exists()
+    assert not (shapes_workspace / "jobs").exists()

@@ -146,6 +146,7 @@ def _assert_restores(prefix: Path, weights) -> None:
         assert (restored.numpy() == original).all()
 
 
+@pytest.mark.slow
 def test_archive_download_extract_and_cache(server, tmp_path, real_checkpoint):
     archive, _, weights = real_checkpoint
     server.files["/vision/resnet.tar.gz"] = archive
@@ -170,6 +171,7 @@ def test_archive_download_extract_and_cache(server, tmp_path, real_checkpoint):
     assert sum(server.requests.values()) == before
 
 
+@pytest.mark.slow
 def test_bare_prefix_url(server, tmp_path, real_checkpoint):
     _, bare, weights = real_checkpoint
     for name, data in bare.items():
@@ -180,6 +182,7 @@ def test_bare_prefix_url(server, tmp_path, real_checkpoint):
     _assert_restores(got.prefix, weights)
 
 
+@pytest.mark.slow
 def test_local_and_file_url_sources(tmp_path, real_checkpoint):
     archive, bare, weights = real_checkpoint
     (tmp_path / "resnet.tar.gz").write_bytes(archive)

@@ -25,6 +25,18 @@ def add_commands(sub, common) -> None:
     _hardware_option(p)
     p.set_defaults(run=_models)
 
+    _add_train(sub, common)
+
+    p = sub.add_parser("status", parents=[common], help="what a training job is doing")
+    p.add_argument("job_dir", type=Path)
+    p.set_defaults(run=_status)
+
+    p = sub.add_parser("stop", parents=[common], help="stop a training job gracefully (checkpoint, then exit)")
+    p.add_argument("job_dir", type=Path)
+    p.set_defaults(run=_stop)
+
+
+def _add_train(sub, common) -> None:
     p = sub.add_parser("train", parents=[common], help="train a detector on a prepared workspace")
     p.add_argument("workspace", type=Path)
     p.add_argument("--model", help="a name from `models` (default: the recommended one)")
@@ -66,14 +78,6 @@ def add_commands(sub, common) -> None:
     _hardware_option(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="Model Garden config overrides")
     p.set_defaults(run=_train)
-
-    p = sub.add_parser("status", parents=[common], help="what a training job is doing")
-    p.add_argument("job_dir", type=Path)
-    p.set_defaults(run=_status)
-
-    p = sub.add_parser("stop", parents=[common], help="stop a training job gracefully (checkpoint, then exit)")
-    p.add_argument("job_dir", type=Path)
-    p.set_defaults(run=_stop)
 
 
 def _hardware_option(parser) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import lzma
 import os
-import re
 import shutil
-import stat
 import struct
 import tempfile
 import zipfile
@@ -22,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.data.pairing import IMAGE_EXTENSIONS
 from pipeline.data.zip_directory import ArchiveFacts, DirectoryTooLarge, decode_name, read_facts
+from pipeline.data.zip_entries import REZIP_FIX, SAFE_FIX, Entry, human, inspect, printable, refuse
 from pipeline.errors import DatasetRejected
 
 logger = logging.getLogger(__name__)
@@ -31,12 +30,7 @@ _CHUNK = 2**20
 # Every entry's ratio is checked; this slack only spares files of a few KiB (an XML compresses 5-10x).
 # Summed over entries it stays far below the ratio: each entry costs ~100 bytes of headers.
 _RATIO_SLACK = 4096
-_MAX_PATH_BYTES = 1024  # whole relative path; the OS refuses ~4096 with the destination in front
 _CD_BYTES_PER_ENTRY = 1024  # a central directory larger than this per allowed entry is not a dataset's
-_ENCRYPTED_FLAG = 0x1
-_JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
-_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
-_DRIVE = re.compile(r"^[A-Za-z]:")
 # bz2 reports a damaged stream as a bare OSError, so OSError counts as "damaged"
 # here; these are only caught around reads from the archive, never around writes.
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError)
@@ -46,11 +40,6 @@ _FOREIGN_MAGIC = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"\x1f\x8b", "a gzip / .tar.gz archive"),
 )
-_SAFE_FIX = (
-    "For safety nothing was extracted. Zip the dataset folder itself (e.g. right-click it > "
-    "Compress) so that every path stays inside it, and send the new zip."
-)
-_REZIP_FIX = "It was probably damaged during upload or copying: create the zip again and send it again."
 
 
 @dataclass(frozen=True)
@@ -83,15 +72,6 @@ class _Run:
     files: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     nested: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    info: zipfile.ZipInfo
-    shown: str  # decoded name, as the sender's zip tool shows it
-    path: str  # normalised, relative to the root of its own zip
-    is_dir: bool
-    junk: bool
 
 
 def extract_zip(archive: Path, destination: Path, limits: ExtractLimits = ExtractLimits()) -> Extraction:
@@ -144,14 +124,14 @@ def _open_zip(path: Path, where: tuple[str, ...], run: _Run) -> zipfile.ZipFile:
         with open(path, "rb") as handle:
             head = handle.read(8)
         if head.startswith(b"PK\x03\x04"):
-            raise _refuse(
+            raise refuse(
                 "corrupt_zip",
                 where,
                 "is a damaged zip: its table of contents is missing, so the file was cut short.",
-                _REZIP_FIX,
+                REZIP_FIX,
             )
         hint = next((f" (it looks like {what})" for magic, what in _FOREIGN_MAGIC if head.startswith(magic)), "")
-        raise _refuse(
+        raise refuse(
             "not_a_zip",
             where,
             f"is not a zip file{hint}.",
@@ -162,7 +142,7 @@ def _open_zip(path: Path, where: tuple[str, ...], run: _Run) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except _OPEN_ERRORS as exc:
-        raise _refuse("corrupt_zip", where, f"is a damaged zip ({exc}).", _REZIP_FIX) from exc
+        raise refuse("corrupt_zip", where, f"is a damaged zip ({exc}).", REZIP_FIX) from exc
 
 
 def archive_facts(
@@ -179,7 +159,7 @@ def archive_facts(
     except DirectoryTooLarge:
         raise _too_many(where, limits) from None
     except _OPEN_ERRORS as exc:
-        raise _refuse("corrupt_zip", where, f"is a damaged zip ({exc}).", _REZIP_FIX) from exc
+        raise refuse("corrupt_zip", where, f"is a damaged zip ({exc}).", REZIP_FIX) from exc
 
 
 def _unpack(zf: zipfile.ZipFile, run: _Run, prefix: str, where: tuple[str, ...], depth: int) -> None:
@@ -196,7 +176,7 @@ def _unpack(zf: zipfile.ZipFile, run: _Run, prefix: str, where: tuple[str, ...],
             _extract_file(zf, entry, run, full, here)
 
 
-def _survey(zf: zipfile.ZipFile, run: _Run, where: tuple[str, ...], depth: int) -> list[_Entry]:
+def _survey(zf: zipfile.ZipFile, run: _Run, where: tuple[str, ...], depth: int) -> list[Entry]:
     """Check every entry before writing anything, trusting headers only to refuse early."""
     infos = zf.infolist()
     limits = run.limits
@@ -208,91 +188,22 @@ def _survey(zf: zipfile.ZipFile, run: _Run, where: tuple[str, ...], depth: int) 
         raise _over_budget(where, limits, declared)
     if declared > limits.max_total_bytes:
         biggest = decode_name(max(infos, key=lambda info: info.file_size))
-        raise _refuse(
+        raise refuse(
             "too_large",
             where,
-            f"would unpack to {_human(declared)}, more than the {_human(limits.max_total_bytes)} "
-            f"allowed (largest entry: '{_printable(biggest)}').",
+            f"would unpack to {human(declared)}, more than the {human(limits.max_total_bytes)} "
+            f"allowed (largest entry: '{printable(biggest)}').",
             "Send a smaller dataset, e.g. with resized images, or split it into several zips.",
         )
-    entries = [_inspect(info, limits, where) for info in infos]
+    entries = [inspect(info, limits.max_entry_bytes, where) for info in infos]
     if depth == 0 and all(entry.junk or entry.is_dir for entry in entries):
-        raise _refuse(
+        raise refuse(
             "empty_zip",
             where,
             "contains no files apart from folders and system files such as __MACOSX and .DS_Store.",
             "Zip the folder that holds the images and annotations and send it again.",
         )
     return entries
-
-
-def _inspect(info: zipfile.ZipInfo, limits: ExtractLimits, where: tuple[str, ...]) -> _Entry:
-    shown = decode_name(info)
-    here = (*where, shown)
-    path = _normalise(shown, here)
-    is_dir = shown.replace("\\", "/").endswith("/")
-    if info.flag_bits & _ENCRYPTED_FLAG:
-        raise _refuse(
-            "encrypted",
-            here,
-            "is password-protected, so it cannot be read.",
-            "Re-zip the dataset without a password and send it again.",
-        )
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise _refuse(
-            "symlink",
-            here,
-            "is a symbolic link, which could point outside the dataset.",
-            "Put the real files in the zip instead of links and send it again.",
-        )
-    if is_dir:
-        return _Entry(info, shown, path, True, _is_junk(path))
-    if not path:
-        raise _refuse("unsafe_path", here, "was refused: it is a file without a name.", _SAFE_FIX)
-    if info.compress_type not in _METHODS:
-        raise _refuse(
-            "unsupported_compression",
-            here,
-            f"uses compression method {info.compress_type} (e.g. Deflate64), which cannot be read.",
-            "Re-zip the dataset with standard Deflate compression (7-Zip: Deflate, or `zip -r`) and send it again.",
-        )
-    if info.file_size > limits.max_entry_bytes:
-        raise _refuse(
-            "too_large",
-            here,
-            f"would unpack to {_human(info.file_size)}, more than the "
-            f"{_human(limits.max_entry_bytes)} allowed for one file.",
-            "Remove or shrink that file and send the zip again.",
-        )
-    return _Entry(info, shown, path, False, _is_junk(path))
-
-
-def _normalise(shown: str, here: tuple[str, ...]) -> str:
-    name = shown.replace("\\", "/")  # Windows zip tools store backslashes
-    parts = [part for part in name.split("/") if part not in ("", ".")]
-    if "\x00" in name:
-        problem = "its name contains a NUL byte, which can hide where the file really goes"
-    elif name.startswith("//"):
-        problem = "its path points to a network share (\\\\server\\...)"
-    elif name.startswith("/"):
-        problem = "its path is absolute (starts with '/') instead of relative to the dataset folder"
-    elif _DRIVE.match(name):
-        problem = "its path starts with a Windows drive letter (like C:)"
-    elif ".." in parts:
-        problem = "its path climbs out of the dataset folder with '..'"
-    elif any(len(part.encode("utf-8")) > 255 for part in parts):
-        problem = "a part of its name is longer than the 255 bytes a file name may have"
-    elif len(name.encode("utf-8")) > _MAX_PATH_BYTES:
-        problem = f"its path is longer than the {_MAX_PATH_BYTES:,} bytes a path may have here"
-    else:
-        return "/".join(parts)
-    raise _refuse("unsafe_path", here, f"was refused: {problem}.", _SAFE_FIX)
-
-
-def _is_junk(path: str) -> bool:
-    parts = path.split("/")
-    name = parts[-1]
-    return "__MACOSX" in parts or name.lower() in _JUNK_NAMES or name.startswith("._")
 
 
 def _claim(run: _Run, full: str, is_dir: bool) -> bool:
@@ -312,7 +223,7 @@ def _claim(run: _Run, full: str, is_dir: bool) -> bool:
 def _target(run: _Run, full: str, here: tuple[str, ...]) -> Path:
     target = (run.root / full).resolve()
     if not target.is_relative_to(run.root):
-        raise _refuse("unsafe_path", here, "was refused: its path leads outside the dataset folder.", _SAFE_FIX)
+        raise refuse("unsafe_path", here, "was refused: its path leads outside the dataset folder.", SAFE_FIX)
     return target
 
 
@@ -325,7 +236,7 @@ def _make_dir(run: _Run, full: str, here: tuple[str, ...]) -> None:
     _target(run, full, here).mkdir(parents=True, exist_ok=True)
 
 
-def _extract_file(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str, here: tuple[str, ...]) -> None:
+def _extract_file(zf: zipfile.ZipFile, entry: Entry, run: _Run, full: str, here: tuple[str, ...]) -> None:
     if not _claim(run, full, is_dir=False):
         run.skipped.append(full)
         return
@@ -336,9 +247,9 @@ def _extract_file(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str, here
     run.files.append(full)
 
 
-def _unpack_nested(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str, here: tuple[str, ...], depth: int) -> None:
+def _unpack_nested(zf: zipfile.ZipFile, entry: Entry, run: _Run, full: str, here: tuple[str, ...], depth: int) -> None:
     if depth + 1 > run.limits.max_nesting:
-        raise _refuse(
+        raise refuse(
             "nested_too_deep",
             here,
             f"was refused: it is a zip nested deeper than the {run.limits.max_nesting} "
@@ -362,7 +273,7 @@ def _unpack_nested(zf: zipfile.ZipFile, entry: _Entry, run: _Run, full: str, her
     run.nested.append(full)
 
 
-def _stream(zf: zipfile.ZipFile, entry: _Entry, dst, run: _Run, here: tuple[str, ...]) -> None:
+def _stream(zf: zipfile.ZipFile, entry: Entry, dst, run: _Run, here: tuple[str, ...]) -> None:
     """Copy one entry, counting the bytes it really produces; headers may lie."""
     produced = 0
     with _guard_read(here, zf.open, entry.info) as src:
@@ -377,29 +288,29 @@ def _guard_read(here: tuple[str, ...], read, *args):
     try:
         return read(*args)
     except _READ_ERRORS as exc:
-        raise _refuse("corrupt_zip", here, f"is damaged and cannot be read ({exc}).", _REZIP_FIX) from exc
+        raise refuse("corrupt_zip", here, f"is damaged and cannot be read ({exc}).", REZIP_FIX) from exc
 
 
-def _check_growth(entry: _Entry, produced: int, run: _Run, here: tuple[str, ...]) -> None:
+def _check_growth(entry: Entry, produced: int, run: _Run, here: tuple[str, ...]) -> None:
     limits = run.limits
     if produced > limits.max_entry_bytes:
-        raise _refuse(
+        raise refuse(
             "too_large",
             here,
-            f"unpacks to more than the {_human(limits.max_entry_bytes)} allowed for one file.",
+            f"unpacks to more than the {human(limits.max_entry_bytes)} allowed for one file.",
             "Remove or shrink that file and send the zip again.",
         )
     if run.total_bytes > limits.max_total_bytes:
-        raise _refuse(
+        raise refuse(
             "too_large",
             here,
-            f"brings the dataset past the {_human(limits.max_total_bytes)} allowed in total.",
+            f"brings the dataset past the {human(limits.max_total_bytes)} allowed in total.",
             "Send a smaller dataset or split it into several zips.",
         )
     if limits.budget_bytes is not None and run.total_bytes > limits.budget_bytes:
         raise _over_budget(here, limits, run.total_bytes)
     if produced > limits.max_ratio * entry.info.compress_size + _RATIO_SLACK:
-        raise _refuse(
+        raise refuse(
             "compression_ratio",
             here,
             f"expands more than {limits.max_ratio:g} times its compressed size, which looks like a zip bomb.",
@@ -410,15 +321,15 @@ def _check_growth(entry: _Entry, produced: int, run: _Run, here: tuple[str, ...]
 def _check_contents(run: _Run, archive_name: str) -> None:
     where = (archive_name,)
     if not run.files:
-        raise _refuse(
+        raise refuse(
             "empty_zip",
             where,
             "contains no files once folders and system files (__MACOSX, .DS_Store, ...) are left out.",
             "Zip the folder that holds the images and annotations and send it again.",
         )
     if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in run.files):
-        examples = ", ".join(f"'{_printable(name)}'" for name in sorted(run.files)[:3])
-        raise _refuse(
+        examples = ", ".join(f"'{printable(name)}'" for name in sorted(run.files)[:3])
+        raise refuse(
             "no_images",
             where,
             f"contains no images: none of its {len(run.files)} files ({examples}) ends in "
@@ -428,7 +339,7 @@ def _check_contents(run: _Run, archive_name: str) -> None:
 
 
 def _too_many(where: tuple[str, ...], limits: ExtractLimits) -> DatasetRejected:
-    return _refuse(
+    return refuse(
         "too_many_entries",
         where,
         f"brings the dataset past {limits.max_entries:,} entries (entries of zips inside zips count too).",
@@ -437,28 +348,10 @@ def _too_many(where: tuple[str, ...], limits: ExtractLimits) -> DatasetRejected:
 
 
 def _over_budget(where: tuple[str, ...], limits: ExtractLimits, size: int) -> DatasetRejected:
-    return _refuse(
+    return refuse(
         "over_budget",
         where,
-        f"unpacks to more than the {_human(limits.budget_bytes or 0)} of disk space set aside "
-        f"for it (at least {_human(size)}).",
+        f"unpacks to more than the {human(limits.budget_bytes or 0)} of disk space set aside "
+        f"for it (at least {human(size)}).",
         "Free some space or send a smaller dataset.",
     )
-
-
-def _refuse(kind: str, where: tuple[str, ...], problem: str, fix: str) -> DatasetRejected:
-    place = " > ".join(_printable(part) for part in where)
-    return DatasetRejected(f"{place} {problem} {fix}", kind=kind, details={"where": list(where)})
-
-
-def _printable(text: str) -> str:
-    # A hostile name may carry control characters meant to garble the chat or a log.
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
-
-
-def _human(size: float) -> str:
-    for unit in ("bytes", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"

@@ -390,9 +390,9 @@ from PIL import Image, ImageOps
 LABELS = {labels!r}
 model = tf.saved_model.load("saved_model")
 image = ImageOps.exif_transpose(Image.open(sys.argv[1])).convert("RGB")  # upright, as a phone shows it
-out = {{k: v[0].numpy() for k, v in model.signatures["serving_default"](inputs=tf.constant(np.asarray(image)[None])).items()}}
-w, h = image.size
-for (ymin, xmin, ymax, xmax), score, cls in zip(out["detection_boxes"], out["detection_scores"], out["detection_classes"]):
-    if score >= 0.3:  # boxes are 0..1 of the image: scale them to its pixels
-        print(LABELS.get(int(cls), int(cls)), round(float(score), 3), [round(xmin * w), round(ymin * h), round(xmax * w), round(ymax * h)])
+out = model.signatures["serving_default"](inputs=tf.constant(np.asarray(image)[None]))
+w, h = image.size  # boxes are [ymin, xmin, ymax, xmax] in 0..1 of the image: scale them to its pixels
+for (y0, x0, y1, x1), score, c in zip(*(out[f"detection_{{k}}"][0].numpy() for k in ("boxes", "scores", "classes"))):
+    if score >= 0.3:
+        print(LABELS.get(int(c), int(c)), round(float(score), 3), [round(v) for v in (x0 * w, y0 * h, x1 * w, y1 * h)])
 """

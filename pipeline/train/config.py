@@ -82,6 +82,7 @@ class Schedule:
 
 
 def workspace_facts(ws: Workspace) -> DataFacts:
+    """The facts a trainer needs, with every record of the shards counted: what it will train on."""
     train, val = ws.records("train"), ws.records("val")
     if not train or not val:
         raise TrainingError(
@@ -91,14 +92,26 @@ def workspace_facts(ws: Workspace) -> DataFacts:
     counts = {
         split: sum(1 for path in paths for _ in iter_records(path)) for split, paths in (("train", train), ("val", val))
     }
+    return _facts(ws, counts, max(item.id for item in read_pbtxt(ws.label_map).items) + 1)
+
+
+def summary_facts(ws: Workspace, summary: dict) -> DataFacts:
+    """The same facts from the dataset's summary (``steps.build_summary``), without opening a shard.
+
+    For planning (a chat's confirmation card); a trainer counts the records (``workspace_facts``).
+    """
+    counts = {split: summary["splits"].get(split, {}).get("images", 0) for split in ("train", "val")}
+    return _facts(ws, counts, max(item["id"] for item in summary["label_map"]) + 1)
+
+
+def _facts(ws: Workspace, counts: dict[str, int], num_classes: int) -> DataFacts:
     if counts["val"] == 0 or counts["train"] == 0:
         raise TrainingError(
             f"The workspace {ws.root} has {counts['train']} training and {counts['val']} "
             "validation images; training needs both. Add images, or split again."
         )
-    label_map = read_pbtxt(ws.label_map)
     return DataFacts(
-        num_classes=max(item.id for item in label_map.items) + 1,
+        num_classes=num_classes,
         train_images=counts["train"],
         val_images=counts["val"],
         train_pattern=str(ws.data.absolute() / "train-*-of-*.tfrecord"),

@@ -15,7 +15,6 @@ probe costs one tiny 404 and the successful probe is the shard's download itself
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -24,34 +23,28 @@ import re
 import shutil
 import socket
 import ssl
-import tarfile
 import time
 import urllib.parse
 import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pipeline.errors import WeightsError
 from pipeline.fetch import POLICIES, FetchError, Response, describe, open_url
 from pipeline.files import replacing
+from pipeline.train.checkpoint_files import CHUNK, SCRATCH, SHARD, check_shards, extract, locate
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int | None], None]
 
-_CHUNK = 2**20
 _PROGRESS_EVERY = 0.5  # seconds
-_MAX_SHARDS = 16
+_MAXSHARDS = 16
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_CKPT_INDEX = re.compile(r"(?:model\.)?ckpt-(\d+)\.index")
-_SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})")  # what follows the prefix
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
-_UNSAFE_NAME = re.compile(r"^/|^[A-Za-z]:|\\")
 _ABSENT = (403, 404)  # GCS says 403 for a missing object when the bucket cannot be listed
 _DEADLINE = 4 * 3600.0  # seconds for one file in all; ``timeout`` bounds each wait for data
-_SCRATCH = "train from scratch with the --no-pretrained option"
 _REASONS = (
     (socket.gaierror, "the host name could not be resolved (no internet connection, or a DNS failure)"),
     (ConnectionRefusedError, "the connection was refused (nothing answers there, or a firewall blocks it)"),
@@ -111,7 +104,7 @@ def fetch_checkpoint(
     if policy != "any" and (scheme == "file" or len(scheme) <= 1):  # a user must not probe our disk
         raise WeightsError(
             f"Pretrained weights from a local file are allowed only with --url-policy any; "
-            f"give an https:// or gs:// address, or {_SCRATCH}."
+            f"give an https:// or gs:// address, or {SCRATCH}."
         )
     source = _resolve_source(str(url))
     entry = Path(cache_dir) / hashlib.sha256(source.identity.encode()).hexdigest()[:16]
@@ -128,7 +121,7 @@ def fetch_checkpoint(
         raise WeightsError(
             f"Could not write the pretrained weights into the cache folder {entry}: "
             f"{error}. Free some disk space or fix the folder's permissions, "
-            f"or {_SCRATCH}."
+            f"or {SCRATCH}."
         ) from error
     logger.info("pretrained weights for %s ready (sha256 %s)", source.display, digest)
     return FetchedCheckpoint(prefix, digest, False)
@@ -145,7 +138,7 @@ def to_https(url: str) -> str:
     what = "a gs:// address without an object path" if scheme == "gs" else f"a '{scheme}:' address"
     raise WeightsError(
         f"Cannot fetch pretrained weights from {what}: give an https://, http:// or "
-        f"gs://bucket/path address or a local file path, or {_SCRATCH}."
+        f"gs://bucket/path address or a local file path, or {SCRATCH}."
     )
 
 
@@ -169,7 +162,7 @@ def _resolve_source(url: str) -> _Source:
     if name in ("", ".", ".."):
         raise WeightsError(
             f"The pretrained weights address {_display(url)} names no file: give the "
-            f"archive (.tar.gz) or the checkpoint prefix (…/ckpt-N), or {_SCRATCH}."
+            f"archive (.tar.gz) or the checkpoint prefix (…/ckpt-N), or {SCRATCH}."
         )
     full = urllib.parse.urlunsplit(https)
     return _Source(full, _display(full), kind, re.sub(r"[^\w.-]", "_", name), full, None)
@@ -184,7 +177,7 @@ def _local_source(path: Path) -> _Source:
         raise WeightsError(
             f"The pretrained weights file {path} does not exist. Give the path of the "
             f".tar.gz archive or of the checkpoint prefix (ckpt-N.index without "
-            f"'.index'), or {_SCRATCH}."
+            f"'.index'), or {SCRATCH}."
         )
     resolved = path.resolve()
     return _Source(resolved.as_uri(), str(path), kind, path.name, None, resolved)
@@ -212,8 +205,8 @@ def _fetch_archive(job: _Job) -> tuple[str, Path]:
     digest = _verify(job, archive)
     folder = job.entry / "checkpoint"
     try:
-        _extract(archive, folder, job.source.display)
-        return digest, _locate(folder, job.source.display)
+        extract(archive, folder, job.source.display)
+        return digest, locate(folder, job.source.display)
     except WeightsError:
         archive.unlink()  # a damaged download must not block the next attempt
         raise
@@ -228,9 +221,9 @@ def _fetch_prefix(job: _Job) -> tuple[str, Path]:
     known = [
         m.group(2)
         for p in local.parent.iterdir()
-        if p.name.startswith(local.name) and (m := _SHARD.fullmatch(p.name.removesuffix(".part")[len(local.name) :]))
+        if p.name.startswith(local.name) and (m := SHARD.fullmatch(p.name.removesuffix(".part")[len(local.name) :]))
     ]
-    for count in dict.fromkeys([*map(int, known), *range(1, _MAX_SHARDS + 1)]):
+    for count in dict.fromkeys([*map(int, known), *range(1, _MAXSHARDS + 1)]):
         try:
             _obtain(job, f".data-00000-of-{count:05d}", Path(f"{local}.data-00000-of-{count:05d}"))
         except WeightsError as error:
@@ -240,12 +233,12 @@ def _fetch_prefix(job: _Job) -> tuple[str, Path]:
         for shard in range(1, count):
             suffix = f".data-{shard:05d}-of-{count:05d}"
             _obtain(job, suffix, Path(f"{local}{suffix}"))
-        _check_shards(local, job.source.display)
+        check_shards(local, job.source.display)
         return digest, local
     raise WeightsError(
         f"The checkpoint {job.source.display} has an .index file but no data file "
-        f"{job.source.name}.data-00000-of-000NN (NN = 01..{_MAX_SHARDS}). Check the "
-        f"address, or {_SCRATCH}."
+        f"{job.source.name}.data-00000-of-000NN (NN = 01..{_MAXSHARDS}). Check the "
+        f"address, or {SCRATCH}."
     )
 
 
@@ -305,7 +298,7 @@ def _receive(job: _Job, url: str, dest: Path, response: Response, offset: int) -
                 job.progress(done, total)
                 last = time.monotonic()
             try:
-                chunk = response.read(_CHUNK)
+                chunk = response.read(CHUNK)
             except FetchError as error:
                 raise _network_error(job, url, dest, error) from error
             if not chunk:
@@ -328,7 +321,7 @@ def _network_error(job: _Job, url: str, dest: Path, error: FetchError) -> Weight
     resume = f" The {kept} bytes received so far are kept; the next attempt resumes." if kept else ""
     return WeightsError(
         f"Could not download the pretrained weights from {_display(url)}: {reason}.{resume} Check the "
-        f"internet connection and try again, or {_SCRATCH}, or download the file on another computer "
+        f"internet connection and try again, or {SCRATCH}, or download the file on another computer "
         f"and pass its local path instead of the URL (or put it at {dest}).",
         details={"url": _display(url), "status": status},
     )
@@ -351,7 +344,7 @@ def _reason(error: FetchError, timeout: float) -> str:
 def _verify(job: _Job, path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        while chunk := stream.read(_CHUNK):
+        while chunk := stream.read(CHUNK):
             digest.update(chunk)
     actual = digest.hexdigest()
     if job.expected is None or actual == job.expected:
@@ -361,87 +354,7 @@ def _verify(job: _Job, path: Path) -> str:
         f"The pretrained weights from {job.source.display} do not match their checksum: "
         f"expected sha256 {job.expected}, got {actual}. The cached copy was deleted. Try "
         f"again (the file may have been damaged in transit); if it still differs, check "
-        f"that the sha256 in the configuration belongs to this file, or {_SCRATCH}."
-    )
-
-
-def _extract(archive: Path, folder: Path, display: str) -> None:
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                _extract_member(tar, member, staging, display)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise WeightsError(
-            f"The pretrained weights archive from {display} cannot be unpacked "
-            f"({error.__class__.__name__}: {error}); it is damaged or not a tar archive. "
-            f"Try again, or {_SCRATCH}."
-        ) from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-
-
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, display: str) -> None:
-    parts = [p for p in PurePosixPath(member.name).parts if p != "."]
-    problem = (
-        "a path outside its folder"
-        if _UNSAFE_NAME.search(member.name) or ".." in parts
-        else None
-        if member.isfile() or member.isdir()
-        else "a link or special file"
-    )
-    if problem:
-        raise WeightsError(
-            f"The pretrained weights archive from {display} contains {problem} "
-            f"({member.name[:200]!r}); for safety nothing was extracted. Use the official "
-            f"archive, or unpack it yourself and give the checkpoint prefix, or {_SCRATCH}."
-        )
-    target = root.joinpath(*parts)
-    if member.isdir():
-        target.mkdir(parents=True, exist_ok=True)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tar.extractfile(member) as source, open(target, "wb") as out:
-        shutil.copyfileobj(source, out, _CHUNK)
-
-
-def _locate(folder: Path, display: str) -> Path:
-    indexes = sorted(folder.rglob("*.index"))
-    numbered = [(int(m.group(1)), -len(p.parts), p) for p in indexes if (m := _CKPT_INDEX.fullmatch(p.name))]
-    if numbered:
-        index = max(numbered)[2]  # the latest step; at equal steps the shallowest
-    elif len(indexes) == 1:
-        index = indexes[0]
-    else:
-        found = ", ".join(p.relative_to(folder).as_posix() for p in indexes[:5]) or "no .index file"
-        raise WeightsError(
-            f"The pretrained weights archive from {display} holds no checkpoint named "
-            f"ckpt-N.index (found: {found}). Check the address, or {_SCRATCH}."
-        )
-    prefix = index.with_name(index.name[:-6])
-    _check_shards(prefix, display)
-    return prefix
-
-
-def _check_shards(prefix: Path, display: str) -> None:
-    found = {
-        tuple(map(int, m.groups()))
-        for p in prefix.parent.iterdir()
-        if p.name.startswith(prefix.name) and (m := _SHARD.fullmatch(p.name[len(prefix.name) :]))
-    }
-    counts = {count for _, count in found}
-    if len(counts) == 1 and {shard for shard, _ in found} == set(range(counts.pop())):
-        return
-    raise WeightsError(
-        f"The checkpoint {prefix.name} from {display} is incomplete: its data files "
-        f"({prefix.name}.data-NNNNN-of-NNNNN) are missing or mixed. Fetch it again, "
-        f"or {_SCRATCH}."
+        f"that the sha256 in the configuration belongs to this file, or {SCRATCH}."
     )
 
 
