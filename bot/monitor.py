@@ -127,7 +127,8 @@ async def announce_launch_failure(bot: Bot, training, job) -> None:
 
 async def _export(bot: Bot, svc, job) -> None:
     try:
-        archive = await svc.training.export(job)
+        # A bot restarted between the export and its upload finds the archive there and only sends it.
+        archive = await svc.training.archive(job)
     except Refused as error:
         await bot.send_message(job.chat_id, str(error))
         return

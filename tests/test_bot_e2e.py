@@ -262,11 +262,16 @@ def _shown_step(tg, status: dict) -> int:
 
 @pytest.mark.slow
 def test_export_and_predict_use_a_finished_jobs_archive(tg, tmp_path, trained_job, exported_archive, shapes_workspace):
+    # The bot finds the job running, its trainer's events ending in "finished", the archive exported: the
+    # watcher words the end and sends that archive; /export sends it again.
     job, archive = seed_finished_job(tmp_path / "data", trained_job, exported_archive, shapes_workspace)
+    mark = tg.mark()
     process = BotProcess(tg, tmp_path / "data")
     try:
         tg.wait_until_polling()
         ann = tg.user(ANN, "Ann")
+        sent = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)
+        assert sent["filename"] == archive.name and sent["bytes"] == archive.read_bytes()
         mark = tg.mark()
         ann.send_text("/export")
         sent = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)
@@ -285,8 +290,9 @@ def test_export_and_predict_use_a_finished_jobs_archive(tg, tmp_path, trained_jo
 
 
 def seed_finished_job(data: Path, trained_job: Path, archive: Path, workspace: Path) -> tuple[str, Path]:
-    """Ann's finished job as the bot records one after its export: her ready dataset (a copy of ``workspace``),
-    the job's folder in it (a copy of ``trained_job``) and the model archive there. (job id, archive)."""
+    """Ann's job as the bot records one whose trainer has just finished and been exported: her ready dataset (a
+    copy of ``workspace``), the job's folder in it (a copy of ``trained_job``), the model archive there, and the
+    job still "running" in the store until the watcher reads the trainer's last events. (job id, archive)."""
     from storage import open_store
 
     dataset_dir = data / "users" / str(ANN) / "datasets" / "shapes"
@@ -305,7 +311,7 @@ def seed_finished_job(data: Path, trained_job: Path, archive: Path, workspace: P
         copy_job(trained_job, job.job_dir)
         kept = shutil.copyfile(archive, job.job_dir / f"model-{job.id}.zip")
         now = time.time()
-        store.update_job(job.id, status="finished", started=now - 60, finished=now, archive=kept)
+        store.update_job(job.id, status="running", started=now - 60, archive=kept)
     return job.id, kept
 
 
