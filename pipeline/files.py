@@ -37,7 +37,7 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: Path, payload, indent: int = 1) -> None:
+def write_json(path: Path, payload) -> None:
     with replacing(path) as tmp, tmp.open("w", encoding="utf-8") as stream:
         # Streamed: a big sample index never sits in memory as one string.
-        json.dump(payload, stream, indent=indent, ensure_ascii=False)
+        json.dump(payload, stream, indent=1, ensure_ascii=False)
