@@ -28,8 +28,9 @@ from pipeline.train.events import read_events
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-# One loop at a 128-pixel input: the numerics (precision, loss scaling, XLA, strategy, sync BN) are the
-# plan's, at a quarter of the catalogue's pixels.
+# One loop at a 128-pixel input, with a slimmer decoder and head (one conv of 32 filters on three levels): the
+# numerics (precision, loss scaling, XLA, strategy, sync BN) are the plan's; the smaller graph compiles in about
+# two thirds of the time (75 -> 57 CPU-seconds for the bfloat16 + XLA plan).
 STEPS = 5
 SHORT = [
     "--steps",
@@ -38,6 +39,10 @@ SHORT = [
     f"trainer.checkpoint_interval={STEPS}",
     f"trainer.validation_interval={STEPS}",
     "task.model.input_size=[128,128,3]",
+    "task.model.max_level=5",
+    "task.model.decoder.fpn.num_filters=32",
+    "task.model.head.num_filters=32",
+    "task.model.head.num_convs=1",
 ]
 PLANS = {  # name: --assume-hardware
     "hopper": "gpus=1,memory_gb=80,cc=9.0",
