@@ -36,6 +36,7 @@ class Settings:
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES as given; None: unset, every GPU is visible
     allow_private_urls: bool = False  # URLs fetched for a chat user may name private (RFC 1918/ULA) hosts
     max_steps: int = DEFAULT_MAX_STEPS  # the most training steps a chat user may ask for
+    pretrained: bool = True  # start from the catalogue's checkpoints; False: from scratch, nothing downloaded
 
     @property
     def db_path(self) -> Path:
@@ -86,6 +87,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         visible_devices=values.get("CUDA_VISIBLE_DEVICES"),
         allow_private_urls=_flag(values, "DETBOT_ALLOW_PRIVATE_URLS"),
         max_steps=_whole(values, "DETBOT_MAX_STEPS", DEFAULT_MAX_STEPS),
+        pretrained=not _flag(values, "DETBOT_NO_PRETRAINED"),
     )
 
 

@@ -192,9 +192,17 @@ def train_card(card: dict) -> str:
         f"classes: {', '.join(card['classes'])}\n"
         f"images: {card['train_images']} train / {card['val_images']} val\n"
         f"batch size {card['batch_size']}, {card['steps']} steps ({card['epochs']:.1f} epochs)\n"
-        f"device: {card['device']}\nestimated time: {estimate}"
+        f"device: {card['device']}\nstarts from: {START_POINTS[card['start']]}\nestimated time: {estimate}"
         + (f"\noverrides: {' '.join(card['overrides'])}" if card["overrides"] else "")
     )
+
+
+START_POINTS = {
+    "detector": "a COCO-trained detector (all but its class layer)",
+    "backbone": "an ImageNet-trained backbone",
+    "checkpoint": "your checkpoint",
+    "scratch": "scratch (random weights)",
+}
 
 
 def status(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.data.workspace import Workspace
-from pipeline.train.catalogue import Recommendation, get_model, recommend
+from pipeline.train.catalogue import Recommendation, get_model, recommend, start_point
 from pipeline.train.chat_overrides import (
     EPOCHS,
     OPTIONS,
@@ -125,6 +125,7 @@ class TrainingService(JobEventsMixin):
             "device": self.hardware.device,
             "estimate_s": plan.steps * per_step + 60 if per_step else None,
             "overrides": list(request.overrides),
+            "start": start_point(spec, self.settings.pretrained).kind,
         }
 
     # --- the queue -------------------------------------------------------------------------------------
@@ -392,6 +393,7 @@ def _train_args(job: Job, settings: Settings) -> list[str]:
         str(job.job_dir),
         "--url-policy",
         settings.url_policy,
+        *([] if settings.pretrained else ["--no-pretrained"]),
         *lengths,
         *chosen.trainer_options(),
         "--detach",

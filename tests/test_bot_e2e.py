@@ -44,6 +44,9 @@ class BotProcess:
             "ALLOWED_USER_IDS": f"{ANN},{BOB}",
             "DETBOT_DATA_DIR": str(data_dir),
             "DETBOT_PROGRESS_INTERVAL_S": "1",
+            # Nothing can be downloaded here: the catalogue's checkpoints are out of reach, so the bot trains
+            # from scratch (pretrained starts are tested in test_finetune.py, from a checkpoint served locally).
+            "DETBOT_NO_PRETRAINED": "1",
             "PYTHONPATH": str(ROOT),
             **{key: str(value) for key, value in settings.items()},
         }

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
+import yaml
 
 from pipeline.cli.main import main
 from pipeline.data.workspace import Workspace
 from pipeline.errors import UsageError
-from pipeline.train.catalogue import catalog, get_model, recommend
+from pipeline.train.catalogue import catalog, get_model, recipe_of, recommend
 from pipeline.train.config import TrainRequest, build_params, load_params, plan_schedule, save_params, workspace_facts
 from pipeline.train.hardware import Hardware
 from pipeline.train.job_folder import JobState
@@ -41,13 +43,55 @@ def test_every_catalogue_model_builds_a_valid_config(spec, facts, tmp_path):
 
 @pytest.mark.slow
 def test_cpu_preset(facts):
-    params = build_params(get_model("mobilenetv2-fpn"), facts, CPU, TrainRequest("mobilenetv2-fpn", epochs=2))
+    request = TrainRequest("mobilenetv2-fpn", epochs=2, pretrained=False)
+    params = build_params(get_model("mobilenetv2-fpn"), facts, CPU, request)
     assert params.runtime.distribution_strategy == "one_device" and params.runtime.mixed_precision_dtype == "float32"
     assert params.task.train_data.global_batch_size == 8
     assert params.trainer.train_steps == 8  # 2 epochs of 32 images at batch 8
     assert params.task.model.backbone.mobilenet.filter_size_scale == 0.5
     assert params.task.model.norm_activation.norm_momentum == 0.9
     assert params.task.export_config.output_normalized_coordinates is True
+
+
+@pytest.mark.slow
+def test_a_pretrained_start_keeps_its_checkpoints_recipe(facts, tmp_path):
+    cpu_scratch, cpu_imagenet = (
+        build_params(get_model("mobilenetv2-fpn"), facts, CPU, TrainRequest("mobilenetv2-fpn", pretrained=pretrained))
+        for pretrained in (False, True)
+    )
+    # The CPU preset halves MobileNetV2's filters, which the ImageNet checkpoint (width 1.0) would not fit.
+    assert (
+        cpu_scratch.task.model.backbone.mobilenet.filter_size_scale == 0.5 and cpu_scratch.task.init_checkpoint is None
+    )
+    assert cpu_imagenet.task.model.backbone.mobilenet.filter_size_scale == 1.0
+    assert cpu_imagenet.task.init_checkpoint_modules == ["backbone"]
+    # Model Garden's published SpineNet-49 Mobile recipe (coco_spinenet49_mobile_tpu.yaml) is hard_swish, and
+    # the COCO detector's head comes with its backbone.
+    mobile = build_params(get_model("spinenet49-mobile"), facts, ONE_T4, TrainRequest("spinenet49-mobile"))
+    assert mobile.task.model.norm_activation.activation == "hard_swish"
+    assert mobile.task.init_checkpoint_modules == ["backbone", "decoder", "head"]
+    with pytest.raises(UsageError, match=r"norm_activation.activation is 'swish', the checkpoint's 'hard_swish'"):
+        build_params(
+            get_model("spinenet49-mobile"),
+            facts,
+            ONE_T4,
+            TrainRequest("spinenet49-mobile", overrides=("task.model.norm_activation.activation=swish",)),
+        )
+    # A checkpoint of the user's brings its recipe in its params.yaml: the same check holds.
+    save_params(cpu_scratch, tmp_path / "params.yaml")
+    recipe = recipe_of(yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    assert recipe["task.model.backbone.mobilenet.filter_size_scale"] == 0.5
+    assert recipe["task.model.norm_activation.activation"] == "relu" and recipe["task.model.head.num_convs"] == 2
+    own = TrainRequest("mobilenetv2-fpn", pretrained_url="https://example.org/mine.tar.gz")
+    assert (
+        build_params(get_model("mobilenetv2-fpn"), facts, CPU, own, recipe=recipe).task.init_checkpoint_modules == "all"
+    )
+    # On a GPU, whose preset is the full width, the start adopts the checkpoint's; an override may not undo it.
+    gpu = build_params(get_model("mobilenetv2-fpn"), facts, ONE_T4, own, recipe=recipe)
+    assert gpu.task.model.backbone.mobilenet.filter_size_scale == 0.5
+    wide = replace(own, overrides=("task.model.backbone.mobilenet.filter_size_scale=1.0",))
+    with pytest.raises(UsageError, match=r"filter_size_scale is 1.0, the checkpoint's 0.5"):
+        build_params(get_model("mobilenetv2-fpn"), facts, ONE_T4, wide, recipe=recipe)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import re
 import socket
 import tarfile
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +40,7 @@ class _Store:
         self.requests: Counter[str] = Counter()
         self.ranges: list[tuple[str, str]] = []
         self.cut_after: dict[str, int] = {}  # path -> bytes sent on its first request
+        self.delay: dict[str, float] = {}  # path -> seconds before answering
         self.served = 0
         self.lock = threading.Lock()
         self.base = ""
@@ -54,6 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
         with store.lock:
             store.requests[path] += 1
             first = store.requests[path] == 1
+        time.sleep(store.delay.get(path, 0.0))
         data = store.files.get(path)
         if data is None:
             self.send_error(404)
@@ -328,3 +331,25 @@ def test_to_https():
     for bad in ("ftp://example.com/a.tar.gz", "gs://bucket-only"):
         with pytest.raises(WeightsError):
             to_https(bad)
+
+
+def test_two_jobs_fetching_the_same_checkpoint_at_once_download_it_once(server, tmp_path):
+    """Two trainings of the same catalogue model starting together (two users, two slots) share one download."""
+    server.files["/w.tar.gz"] = _tar_gz(FAKE_FILES)
+    server.delay["/w.tar.gz"] = 0.5  # both have asked the cache before either download ends
+    url, results, errors = server.url("/w.tar.gz"), [], []
+
+    def fetch():
+        try:
+            results.append(fetch_checkpoint(url, tmp_path / "cache"))
+        except Exception as error:  # reported below, with the other thread's result
+            errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors and len(results) == 2
+    assert results[0].prefix == results[1].prefix and results[0].prefix.name == "ckpt-12"
+    assert server.requests["/w.tar.gz"] == 1 and sorted(r.from_cache for r in results) == [False, True]

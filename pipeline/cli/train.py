@@ -11,7 +11,7 @@ import yaml
 from pipeline.cli import tables
 from pipeline.data.workspace import Workspace
 from pipeline.train import job_process
-from pipeline.train.catalogue import catalog, get_model, recommend
+from pipeline.train.catalogue import catalog, get_model, recommend, start_point
 from pipeline.train.config import TrainRequest, build_params, workspace_facts
 from pipeline.train.hardware import Hardware, detect_hardware, parse_hardware_spec
 from pipeline.train.job_folder import load_job
@@ -69,6 +69,11 @@ def _add_train(sub, common) -> None:
         help="addresses a pretrained http(s) URL may reach: public (internet only), private "
         "(also RFC 1918/ULA LAN addresses), any (default; loopback too)",
     )
+    p.add_argument(
+        "--keep-classifier",
+        action="store_true",
+        help="from a detector checkpoint with as many classes as this dataset, keep its class layer too",
+    )
     p.add_argument("--max-recoveries", type=int, default=3, help="NaN roll-backs before giving up")
     p.add_argument(
         "--recovery-lr-factor", type=float, default=0.5, help="learning-rate multiplier at each NaN roll-back"
@@ -95,6 +100,14 @@ def _hardware(args) -> Hardware:
     return detect_hardware(args.visible_devices)
 
 
+START_WORDS = {
+    "detector": "COCO detector",
+    "backbone": "ImageNet backbone",
+    "checkpoint": "the given checkpoint",
+    "scratch": "scratch",
+}
+
+
 def _models(args):
     hardware = _hardware(args)
     labelled = None
@@ -111,12 +124,12 @@ def _models(args):
             m["coco_ap"],
             m["params_m"],
             m["gflops"] if m["gflops"] is not None else "-",
-            "yes" if m["pretrained"] else "no",
+            START_WORDS[m["start"]],
             m["when"],
         ]
         for m in models
     ]
-    text = tables.table(["model", "input", "COCO AP", "params M", "GFLOPs", "pretrained", "when to pick it"], rows)
+    text = tables.table(["model", "input", "COCO AP", "params M", "GFLOPs", "starts from", "when to pick it"], rows)
     return payload, f"{text}\n\nrecommended: {choice.name} ({choice.reason})"
 
 
@@ -138,6 +151,7 @@ def _request(args, workspace: Workspace, hardware: Hardware) -> TrainRequest:
         max_recoveries=args.max_recoveries,
         recovery_lr_factor=args.recovery_lr_factor,
         url_policy=args.url_policy,
+        keep_classifier=args.keep_classifier,
     )
 
 
@@ -148,9 +162,11 @@ def _train(args):
     hardware = _hardware(args)
     request = _request(args, workspace, hardware)
     if args.show_config:
-        params = build_params(get_model(request.model), workspace_facts(workspace), hardware, request)
+        spec = get_model(request.model)
+        params = build_params(spec, workspace_facts(workspace), hardware, request)
+        start = start_point(spec, request.pretrained, request.pretrained_url).kind
         text = yaml.safe_dump(json.loads(json.dumps(params.as_dict())), sort_keys=True)
-        return {"config": params.as_dict()}, text
+        return {"config": params.as_dict(), "start": start}, f"# starts from: {START_WORDS[start]}\n{text}"
     job_dir = args.job_dir or workspace.root / "jobs" / f"{request.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     job, created = create_job(workspace.root, request, job_dir, hardware, args.weights_cache.expanduser())
     if args.detach:

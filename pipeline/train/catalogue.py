@@ -29,7 +29,8 @@ class ModelSpec:
     params_m: float
     gflops: float | None
     checkpoint_url: str | None
-    init_modules: tuple[str, ...]
+    init_modules: tuple[str, ...]  # what the catalogue's checkpoint restores: backbone, decoder, head
+    checkpoint_recipe: dict  # Model Garden keys the checkpoint was trained with, which a start from it must keep
     when: str
     tflite: bool
     config: dict
@@ -47,9 +48,66 @@ class ModelSpec:
             "gflops": self.gflops,
             "pretrained": self.checkpoint_url,
             "init_modules": list(self.init_modules),
+            "start": start_point(self, pretrained=True).kind,
             "when": self.when,
             "tflite": self.tflite,
         }
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where a job's weights begin. ``kind``: "detector" (a COCO detector: backbone, decoder and head, all
+    but the class logits), "backbone" (an ImageNet backbone), "checkpoint" (the user's own: it restores what
+    it holds) or "scratch"."""
+
+    kind: str
+    modules: str | tuple[str, ...]  # Model Garden's task.init_checkpoint_modules; "all": what it holds
+    recipe: dict
+    url: str | None
+
+
+def start_point(spec: ModelSpec, pretrained: bool, pretrained_url: str | None = None) -> StartPoint:
+    if not pretrained or not (pretrained_url or spec.checkpoint_url):
+        return StartPoint("scratch", (), {}, None)
+    if pretrained_url:
+        return StartPoint("checkpoint", "all", {}, pretrained_url)
+    kind = "detector" if "head" in spec.init_modules else "backbone"
+    return StartPoint(kind, spec.init_modules, spec.checkpoint_recipe, spec.checkpoint_url)
+
+
+# What a checkpoint's own params.yaml says about the weights' architecture and numerics (the active
+# backbone's and decoder's fields are added by ``recipe_of``); the rest of a config may differ freely.
+_RECIPE_KEYS = (
+    "norm_activation.activation",
+    "norm_activation.norm_epsilon",
+    "backbone.type",
+    "decoder.type",
+    "head.num_convs",
+    "head.num_filters",
+    "head.use_separable_conv",
+    "min_level",
+    "max_level",
+    "anchor.num_scales",
+    "anchor.aspect_ratios",
+)
+_ARCHITECTURE_FIELDS = ("model_id", "filter_size_scale", "se_ratio", "expand_ratio", "depth_multiplier", "num_filters")
+
+
+def recipe_of(params: dict) -> dict:
+    """The recipe keys of a checkpoint's params.yaml (as loaded), as dotted Model Garden keys."""
+    model = params.get("task", {}).get("model", {})
+    keys = list(_RECIPE_KEYS)
+    for part in ("backbone", "decoder"):
+        kind = model.get(part, {}).get("type")
+        keys += [f"{part}.{kind}.{field}" for field in _ARCHITECTURE_FIELDS if kind]
+    recipe = {}
+    for key in keys:
+        node = model
+        for name in key.split("."):
+            node = node.get(name) if isinstance(node, dict) else None
+        if node is not None:
+            recipe[f"task.model.{key}"] = node
+    return recipe
 
 
 @dataclass(frozen=True)

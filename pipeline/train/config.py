@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -19,7 +19,7 @@ from pipeline.data.workspace import Workspace
 from pipeline.errors import TrainingError, UsageError
 from pipeline.files import write_text
 from pipeline.label_map import read_pbtxt
-from pipeline.train.catalogue import ModelSpec
+from pipeline.train.catalogue import ModelSpec, StartPoint, start_point
 from pipeline.train.hardware import Hardware
 
 DEFAULT_EPOCHS = {"cpu": 30, "gpu": 50}
@@ -55,6 +55,7 @@ class TrainRequest:
     max_recoveries: int = 3  # NaN roll-backs before giving up
     recovery_lr_factor: float = 0.5  # learning-rate multiplier at each roll-back
     url_policy: str = "any"  # addresses an http(s) pretrained URL may reach (pipeline.fetch.POLICIES)
+    keep_classifier: bool = False  # keep the checkpoint's class-logits layer too (only when the class counts match)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,12 @@ def _pow2_floor(value: float) -> int:
 
 
 def config_overrides(
-    spec: ModelSpec, facts: DataFacts, hardware: Hardware, plan: Schedule, init_checkpoint: str | None
+    spec: ModelSpec,
+    facts: DataFacts,
+    hardware: Hardware,
+    plan: Schedule,
+    start: StartPoint,
+    init_checkpoint: str | None,
 ) -> dict:
     """Everything detbot sets, as one nested dict over the experiment's defaults."""
     precision = hardware.precision
@@ -201,7 +207,7 @@ def config_overrides(
         "task.annotation_file": None,
         "task.per_category_metrics": True,
         "task.init_checkpoint": init_checkpoint,
-        "task.init_checkpoint_modules": list(spec.init_modules) if init_checkpoint else "all",
+        "task.init_checkpoint_modules": list(start.modules) if isinstance(start.modules, tuple) else start.modules,
         "task.export_config.output_normalized_coordinates": True,
         "task.train_data": {
             "input_path": facts.train_pattern,
@@ -221,7 +227,8 @@ def config_overrides(
         },
         "trainer": _trainer_settings(plan),
     }
-    for extra in (spec.config, {} if hardware.gpus else spec.cpu_config):
+    # A pretrained start keeps the architecture its checkpoint was trained with, CPU savings or not.
+    for extra in (spec.config, {} if hardware.gpus else spec.cpu_config, start.recipe):
         settings |= extra
     return nest(settings)
 
@@ -292,18 +299,43 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict:
 
 
 def build_params(
-    spec: ModelSpec, facts: DataFacts, hardware: Hardware, request: TrainRequest, init_checkpoint: str | None = None
+    spec: ModelSpec,
+    facts: DataFacts,
+    hardware: Hardware,
+    request: TrainRequest,
+    init_checkpoint: str | None = None,
+    recipe: dict | None = None,
 ):
-    """The locked ExperimentConfig: experiment defaults < detbot's choices < user overrides."""
+    """The locked ExperimentConfig: experiment defaults < detbot's choices < user overrides.
+
+    ``init_checkpoint``: the fetched pretrained prefix (or its address, to show); ``recipe``: the keys a
+    checkpoint of the user's was trained with (its params.yaml), checked like the catalogue's recipe.
+    """
     import official.vision.registry_imports  # noqa: F401  (registers the experiments)
     from official.core import exp_factory
 
+    start = start_point(spec, request.pretrained, request.pretrained_url)
+    start = replace(start, recipe=start.recipe | (recipe or {}))
     params = exp_factory.get_exp_config(spec.experiment)
     plan = plan_schedule(spec, facts, hardware, request)
-    params.override(config_overrides(spec, facts, hardware, plan, init_checkpoint), is_strict=True)
+    checkpoint = init_checkpoint or start.url
+    params.override(config_overrides(spec, facts, hardware, plan, start, checkpoint), is_strict=True)
     apply_user_overrides(params, request.overrides)
+    check_recipe(params, start.recipe)
     params.validate()
     return params
+
+
+def check_recipe(params, recipe: dict) -> None:
+    """A pretrained start must keep what its weights were trained with: an activation, norm or architecture
+    key that an override changed would load every weight and still not compute the features they learnt."""
+    changed = [(key, _current(params, key), value) for key, value in recipe.items() if _current(params, key) != value]
+    if changed:
+        said = "; ".join(f"{key} is {ours!r}, the checkpoint's {theirs!r}" for key, ours, theirs in changed)
+        raise UsageError(
+            f"These settings do not match the pretrained checkpoint: {said}. Remove the override, or train "
+            "from scratch (--no-pretrained)."
+        )
 
 
 # Several hosts would each write the same checkpoints, best model and event stream.

@@ -12,9 +12,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import yaml
+
 from pipeline.data.workspace import Workspace
 from pipeline.files import write_json
-from pipeline.train.catalogue import get_model
+from pipeline.train.catalogue import get_model, recipe_of, start_point
 from pipeline.train.config import TrainRequest, build_params, save_params, workspace_facts
 from pipeline.train.hardware import Hardware
 from pipeline.train.job_folder import JobPaths, load_job
@@ -33,8 +35,8 @@ def create_job(
     ws = Workspace(Path(workspace))
     spec = get_model(request.model)
     facts = workspace_facts(ws)
-    init_checkpoint = _pretrained(spec, request, weights_cache)
-    params = build_params(spec, facts, hardware, request, init_checkpoint)
+    init_checkpoint, recipe = _pretrained(spec, request, weights_cache)
+    params = build_params(spec, facts, hardware, request, init_checkpoint, recipe)
     job.root.mkdir(parents=True, exist_ok=True)
     label_map = job.root / "label_map.pbtxt"
     shutil.copyfile(ws.label_map, label_map)  # the job keeps the map it was trained with
@@ -52,19 +54,26 @@ def create_job(
             "val_images": facts.val_images,
             "request": asdict(request),
             "init_checkpoint": init_checkpoint,
+            "start": start_point(spec, request.pretrained, request.pretrained_url).kind,
             "created": time.time(),
         },
     )
     return job, True
 
 
-def _pretrained(spec, request: TrainRequest, cache: Path) -> str | None:
+def _pretrained(spec, request: TrainRequest, cache: Path) -> tuple[str | None, dict]:
+    """The fetched checkpoint's prefix, and the recipe its own params.yaml states (a detbot or Model Garden
+    archive carries one beside the checkpoint; the catalogue states the published ones' recipes)."""
     url = request.pretrained_url or spec.checkpoint_url
     if not request.pretrained or not url:
-        return None
+        return None, {}
     from pipeline.train.weights import fetch_checkpoint
 
-    return str(fetch_checkpoint(url, cache, policy=request.url_policy).prefix)
+    prefix = fetch_checkpoint(url, cache, policy=request.url_policy).prefix
+    beside = [folder / "params.yaml" for folder in (prefix.parent, prefix.parent.parent)]
+    found = next((path for path in beside if path.is_file()), None)
+    recipe = recipe_of(yaml.safe_load(found.read_text(encoding="utf-8")) or {}) if found else {}
+    return str(prefix), recipe
 
 
 def run_job(job_dir: Path) -> int:

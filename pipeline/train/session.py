@@ -18,6 +18,7 @@ from pipeline.files import write_json
 from pipeline.train.config import CPU_BATCH, base_learning_rate
 from pipeline.train.hardware import Hardware
 from pipeline.train.job_folder import JobPaths, JobState
+from pipeline.train.restore import RestoreReport, restore_pretrained
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 3
@@ -30,13 +31,22 @@ class OutOfMemory(Exception):
 
 
 class Session:
-    def __init__(self, params, state: JobState, job: JobPaths, hardware: Hardware | None = None):
+    def __init__(
+        self,
+        params,
+        state: JobState,
+        job: JobPaths,
+        hardware: Hardware | None = None,
+        keep_classifier: bool = False,
+    ):
         import tensorflow as tf
         from official.modeling import performance
 
         from pipeline.train.devices import configure_tensorflow
 
         self.tf, self.base_params, self.job = tf, params, job
+        self.keep_classifier = keep_classifier
+        self.start: RestoreReport | None = None  # what a fresh start took from the pretrained checkpoint
         configure_tensorflow(tf)
         planned = int(params.runtime.num_gpus or 0)
         self.emulated = emulated_replicas(tf, planned, hardware)
@@ -71,8 +81,11 @@ class Session:
         )
         if self.manager.latest_checkpoint:
             self.trainer.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
-        else:
-            self.trainer.initialize()  # pretrained modules, when the config names a checkpoint
+        elif self.params.task.init_checkpoint:
+            config = self.params.task
+            self.start = restore_pretrained(
+                self.trainer.model, config.init_checkpoint, config.init_checkpoint_modules, self.keep_classifier
+            )
         self.last_good_step = self.step
 
     @property

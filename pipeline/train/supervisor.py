@@ -81,7 +81,8 @@ class Supervisor:
         self.total = self.params.trainer.train_steps
         self.names = read_pbtxt(Path(self.meta["label_map"])).names()
         hardware = Hardware.from_json(self.meta["hardware"]) if "hardware" in self.meta else None
-        self.session = Session(self.params, self.state, self.job, hardware)
+        keep = bool(self.request.get("keep_classifier"))
+        self.session = Session(self.params, self.state, self.job, hardware, keep_classifier=keep)
         runtime = self.params.runtime
         step = self.session.step
         self.events.emit(
@@ -100,7 +101,16 @@ class Supervisor:
             emulated=bool(self.session.emulated),
             train_images=self.meta["train_images"],
             val_images=self.meta["val_images"],
+            **self._start_point(step),
         )
+
+    def _start_point(self, step: int) -> dict:
+        """What this job started from: on a fresh start, what the pretrained checkpoint gave (counts of
+        restored, re-initialised and unmatched variables); a resumed job continues its own checkpoint."""
+        if step > 0:
+            return {}
+        start = self.session.start
+        return start.counts() if start is not None else {"start": "scratch"}
 
     def _last_step(self) -> int:
         progress = [event["step"] for event in read_events(self.job.events)]

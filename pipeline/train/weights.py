@@ -15,6 +15,7 @@ probe costs one tiny 404 and the successful probe is the shard's download itself
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -115,8 +116,18 @@ def fetch_checkpoint(
         return cached
     try:
         entry.mkdir(parents=True, exist_ok=True)
-        digest, prefix = (_fetch_archive if source.kind == "archive" else _fetch_prefix)(job)
-        _finish(job, digest, prefix)
+        # Two jobs starting from the same checkpoint at once (two users, two slots) fetch it once: the second
+        # waits for the first and finds it complete. The lock is on the entry folder itself: no lock file to leave.
+        folder = os.open(entry, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            cached = _cached(job)
+            if cached is not None:
+                return cached
+            digest, prefix = (_fetch_archive if source.kind == "archive" else _fetch_prefix)(job)
+            _finish(job, digest, prefix)
+        finally:
+            os.close(folder)  # and with it the lock
     except OSError as error:  # network errors were translated already: this is the local disk
         raise WeightsError(
             f"Could not write the pretrained weights into the cache folder {entry}: "
