@@ -22,6 +22,11 @@ def test_defaults_and_local_mode(tmp_path):
     assert local.local_mode and local.download_limit_mb == 2000 and local.base_url == "http://h:8081/bot"
 
 
+def test_pretrained_starts_are_the_default_and_can_be_turned_off():
+    assert load_settings(GOOD, env_file=None).pretrained is True
+    assert load_settings(GOOD | {"DETBOT_NO_PRETRAINED": "true"}, env_file=None).pretrained is False
+
+
 def test_env_file_is_read_and_environment_wins(tmp_path):
     env = tmp_path / ".env"
     env.write_text("# comment\nTELEGRAM_BOT_TOKEN='9:file'\nALLOWED_USER_IDS=5\nDETBOT_DATA_DIR=/srv/detbot\n")
@@ -39,6 +44,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
         ({"DETBOT_PROGRESS_INTERVAL_S": "soon"}, "DETBOT_PROGRESS_INTERVAL_S"),
         ({"DETBOT_MAX_JOBS_PER_USER": "0"}, "DETBOT_MAX_JOBS_PER_USER"),
         ({"TELEGRAM_LOCAL_MODE": "maybe"}, "TELEGRAM_LOCAL_MODE"),
+        ({"DETBOT_NO_PRETRAINED": "offline"}, "DETBOT_NO_PRETRAINED"),
     ],
 )
 def test_bad_settings_name_the_setting(changes, setting):
