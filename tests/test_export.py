@@ -17,7 +17,15 @@ from PIL import Image
 
 from pipeline.cli.main import main
 from pipeline.errors import ExportError, UsageError
-from pipeline.export.archive import TOLERANCE, Checkpoint, ExportReport, check_agreement, choose_checkpoint
+from pipeline.export.archive import (
+    FLOAT_TOLERANCE,
+    INT8_TOLERANCE,
+    Artefact,
+    Checkpoint,
+    ExportReport,
+    check_agreement,
+    choose_checkpoint,
+)
 from pipeline.export.predict import extract, predict
 from pipeline.train.job_folder import JobPaths
 from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
@@ -33,7 +41,12 @@ EXPECTED_FILES = {
     "confusion.png",
     "README.md",
     "model.tflite",
+    "model_fp16.tflite",
+    "model_int8.tflite",
+    "checkpoint/ckpt-200.index",
+    "checkpoint/ckpt-200.data-00000-of-00001",
 }
+TFLITE = ("model.tflite", "model_fp16.tflite", "model_int8.tflite")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +58,7 @@ def exported(exported_archive) -> ExportReport:
         | {
             "archive": Path(report["archive"]),
             "checkpoint": Checkpoint(**report["checkpoint"]),
+            "artefacts": tuple(Artefact(**artefact) for artefact in report["artefacts"]),
             "samples": tuple(map(Path, report["samples"])),
         }
     )
@@ -71,7 +85,7 @@ def test_archive_holds_a_model_that_reproduces_training(trained_job, shapes_work
     assert metrics["export"]["AP50"] == exported.export_ap50 > 0.3  # it learned, and the export kept it
     # The tolerance is the export's own, widened to one box either way on a small validation set.
     val = json.loads((shapes_workspace / "summary.json").read_text())["splits"]["val"]
-    assert TOLERANCE <= exported.tolerance <= max(TOLERANCE, 1 / val["boxes"])
+    assert exported.tolerance == max(FLOAT_TOLERANCE, 1 / val["boxes"])
     assert abs(metrics["export"]["AP50"] - best["AP50"]) <= exported.tolerance
     assert abs(metrics["export"]["AP"] - best["AP"]) <= 0.1  # not gated (noisy at IoU 0.95), but close
     assert set(exported.per_class_ap) == set(NAMES.values())
@@ -150,16 +164,130 @@ def test_a_zip_that_is_no_model_archive_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_tflite_converts_for_mobilenetv2_fpn_and_matches(exported):
+def test_every_model_is_kept_and_agrees_with_training(exported, shapes_workspace):
+    assert exported.tflite, exported.tflite_note
+    boxes = json.loads((shapes_workspace / "summary.json").read_text())["splits"]["val"]["boxes"]
+    by_name = {a.name: a for a in exported.artefacts}
+    assert set(by_name) == {"saved_model", "float32", "float16", "int8", "checkpoint"}
+    for name, base in (("saved_model", FLOAT_TOLERANCE), ("float32", FLOAT_TOLERANCE), ("float16", FLOAT_TOLERANCE)):
+        assert by_name[name].tolerance == max(base, 1 / boxes)
+    assert by_name["int8"].tolerance == max(INT8_TOLERANCE, 1 / boxes)
+    folder = extract(exported.archive)
+    for artefact in exported.artefacts:
+        assert artefact.kept, artefact
+        if artefact.ap50 is not None:
+            assert abs(artefact.ap50 - exported.training_ap50) <= artefact.tolerance
+            assert 0 < artefact.latency_ms < 10_000
+    for file in TFLITE:
+        assert by_name[{"model.tflite": "float32", "model_fp16.tflite": "float16"}.get(file, "int8")].bytes == (
+            (folder / file).stat().st_size
+        )
+    readme = (folder / "README.md").read_text()
+    assert all(file in readme for file in TFLITE) and "ObjectDetector" in readme and "256x256" in readme
+
+
+@pytest.mark.slow
+def test_saved_model_is_called_as_object_detection_api_exports_are(exported):
+    import numpy as np
     import tensorflow as tf
 
-    assert exported.tflite, exported.tflite_note
+    detect_fn = tf.saved_model.load(str(extract(exported.archive) / "saved_model"))
+    image = np.asarray(circle_image(box=(60, 90, 180, 210), size=(217, 301)))  # odd sizes: 301 high, 217 wide
+    assert image.shape == (301, 217, 3)
+    out = detect_fn(tf.convert_to_tensor(image)[tf.newaxis, ...])
+    signed = detect_fn.signatures["serving_default"](input_tensor=tf.constant(image[None]))
+    assert set(out) == set(signed) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+    assert all(out[key].dtype == tf.float32 for key in out) and out["num_detections"].shape == (1,)
+    count = int(out["num_detections"][0])
+    boxes, classes = out["detection_boxes"][0, :count].numpy(), out["detection_classes"][0, :count].numpy()
+    assert out["detection_boxes"].shape[-1] == 4 and ((0 <= boxes) & (boxes <= 1)).all()
+    assert set(classes.tolist()) <= set(NAMES) and np.allclose(signed["detection_boxes"], out["detection_boxes"])
+    # The best box is the circle, with the label map's id of "circle", normalised [ymin, xmin, ymax, xmax].
+    assert classes[0] == 1 and out["detection_scores"][0, 0] > 0.3
+    ymin, xmin, ymax, xmax = boxes[0]
+    assert iou((xmin * 217, ymin * 301, xmax * 217, ymax * 301), (60, 90, 180, 210)) > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file", TFLITE)
+def test_tflite_model_carries_its_metadata_and_runs(exported, file):
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.export.tflite import Runner, read_metadata
+    from pipeline.export.tflite import labels as label_lines
+
+    path = extract(exported.archive) / file
+    model = path.read_bytes()
+    metadata = read_metadata(model)  # MediaPipe's MetadataDisplayer
+    from mediapipe.tasks.python.metadata import metadata as reader
+
+    labels = reader.MetadataDisplayer.with_model_buffer(model).get_associated_file_buffer("labels.txt").decode()
+    assert labels.splitlines() == ["background", *NAMES.values()] == label_lines(NAMES)
+    graph = metadata["subgraph_metadata"][0]
+    (image,) = graph["input_tensor_metadata"]
+    norm = image["process_units"][0]["options"]
+    assert norm["mean"] == pytest.approx([123.675, 116.28, 103.53]) and norm["std"] == pytest.approx(
+        [58.395, 57.12, 57.375]
+    )
+    # The metadata names each output in the model's output order, on the output the OD API names so.
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    outputs = interpreter._get_full_signature_list()["serving_default"]["outputs"]
+    by_index = {index: key for key, index in outputs.items()}
+    named = dict(zip((t["name"] for t in graph["output_tensor_metadata"]), interpreter.get_output_details()))
+    assert {name: by_index[detail["index"]] for name, detail in named.items()} == {
+        "location": "detection_boxes",
+        "category": "detection_classes",
+        "score": "detection_scores",
+        "number of detections": "num_detections",
+    }
+    assert graph["output_tensor_groups"][0]["tensor_names"] == ["location", "category", "score"]
+    (details,) = interpreter.get_input_details()
+    assert list(details["shape"]) == [1, 256, 256, 3] and details["dtype"] == np.float32
+    boxes, classes, scores = Runner(path)(circle_image(box=CIRCLE))
+    assert classes[0] == 1 and scores[0] > 0.3 and iou(boxes[0], CIRCLE) > 0.5
+
+
+@pytest.mark.slow
+def test_int8_model_is_integer_inside(exported):
+    import numpy as np
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(extract(exported.archive) / "model_int8.tflite"))
+    types = [detail["dtype"] for detail in interpreter.get_tensor_details()]
+    assert types.count(np.int8) > len(types) / 2, {t.__name__: types.count(t) for t in set(types)}
+    int8 = next(a for a in exported.artefacts if a.name == "int8")
+    assert abs(int8.ap50 - exported.training_ap50) <= max(INT8_TOLERANCE, int8.tolerance)
+
+
+@pytest.mark.slow
+def test_archive_checkpoint_restores_into_a_fresh_model(trained_job, exported):
+    import tensorflow as tf
+    import tf_keras
+    from official.vision.modeling import factory
+
+    from pipeline.train.config import load_params
+
     folder = extract(exported.archive)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert abs(metrics["tflite"]["AP50"] - metrics["export"]["AP50"]) <= exported.tolerance
-    interpreter = tf.lite.Interpreter(model_path=str(folder / "model.tflite"))
-    assert list(interpreter.get_input_details()[0]["shape"]) == [1, 256, 256, 3]
-    assert "model.tflite" in (folder / "README.md").read_text()
+    params = load_params("retinanet_resnetfpn_coco", folder / "params.yaml")
+
+    def build():
+        spec = tf_keras.layers.InputSpec(shape=[None, *params.task.model.input_size])
+        model = factory.build_retinanet(input_specs=spec, model_config=params.task.model)
+        model(tf.zeros([1, *params.task.model.input_size]), training=True)  # creates the head's variables too
+        return model
+
+    fresh, trained = build(), build()
+    # As Model Garden's task.init_checkpoint (modules "all") reads it.
+    tf.train.Checkpoint(**fresh.checkpoint_items).read(
+        str(folder / "checkpoint" / "ckpt-200")
+    ).assert_existing_objects_matched()
+    tf.train.Checkpoint(model=trained).read(
+        exported.checkpoint.prefix
+    ).expect_partial().assert_existing_objects_matched()
+    assert len(fresh.weights) == len(trained.weights) > 100
+    for mine, theirs in zip(fresh.weights, trained.weights):  # names differ: Keras numbers a second model's layers
+        assert mine.shape == theirs.shape and tf.reduce_all(mine == theirs), mine.name
 
 
 @pytest.mark.slow

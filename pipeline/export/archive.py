@@ -1,14 +1,14 @@
 """Turn a training job into a checked, self-contained model archive.
 
-The best checkpoint (or the latest one) becomes Model Garden's SavedModel, and a
-TFLite model when the architecture converts. Nobody gets the archive before a
-fresh process (``pipeline.export.verify``) has run it on every validation image and its
-AP agrees with what training measured.
+The best checkpoint (or the latest one) becomes a SavedModel in the TF Object Detection API's
+format (``signature.py``), TFLite models in float32, float16 and int8 with their metadata when
+the architecture converts (``tflite.py``), and a checkpoint to continue training from. Nobody
+gets the archive before a fresh process (``pipeline.export.verify``) has run every model on
+every validation image and its AP50 agrees with what training measured.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -20,10 +20,14 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
+
 from pipeline.data.workspace import Workspace
 from pipeline.errors import ExportError
+from pipeline.export.archive_readme import readme
 from pipeline.export.predict import LABEL_MAP, SAVED_MODEL
-from pipeline.export.verify import evaluate_tflite
+from pipeline.export.signature import first_line
+from pipeline.export.tflite import VARIANTS, Variant
 from pipeline.files import PROJECT_ROOT, replacing, write_json
 from pipeline.label_map import read_pbtxt
 from pipeline.train.config import load_params
@@ -31,15 +35,19 @@ from pipeline.train.devices import configure_tensorflow
 from pipeline.train.job_folder import JobPaths, load_job
 
 log = logging.getLogger(__name__)
-# The training evaluator and the exported model run the same graph on the same pixels but
-# batched differently (and decoded by TensorFlow vs Pillow), so scores differ in the last
-# digits. AP50 then moves by at most a borderline box: 0.001-0.007 measured on 20-32 demo
-# images. AP (IoU 0.5:0.95) is not compared: at IoU 0.95 sub-pixel jitter flips matches and
-# it moved by up to 0.018. A gap above 0.05 AP50 means a broken export (weights not
-# restored, boxes in the wrong frame); on a tiny validation set one box flipping moves AP50
-# by about 1/boxes, so the tolerance is never below that.
-TOLERANCE = 0.05
+# How far each model's validation AP50 may be from training's (or, with no training AP50, from the SavedModel's).
+# The SavedModel runs training's graph and NMS on the same pixels, decoded by Pillow instead of TensorFlow:
+# 0.001-0.007 apart measured on 20-60 demo images. On the test job's 8 images (17 boxes), three trainings of
+# the same recipe: training AP50 0.933 / 0.654 / 0.872, SavedModel 0.921 / 0.657 / 0.873, float32 TFLite
+# 0.921 / 0.656 / 0.873, float16 0.921 / 0.653 / 0.873, int8 0.927 / 0.632 / 0.873: at most 0.012 apart for
+# the float models (one box) and 0.022 for int8. The issue asks 0.01 for the float models and 0.05 for int8.
+# AP (IoU 0.5:0.95) is not compared: at IoU 0.95 sub-pixel jitter flips matches, by up to 0.018. On a small
+# validation set one box flipping moves AP50 by about 1/boxes, so no tolerance is below that (0.059 on the
+# test job's), and the 0.01 applies from 100 validation boxes on.
+FLOAT_TOLERANCE = 0.01
+INT8_TOLERANCE = 0.05
 COMPARED = "AP50"
+CHECKPOINT = "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,20 @@ class Checkpoint:
     step: int
     source: str  # "best" (by validation AP) or "latest" (no evaluation kept a best one)
     training: dict  # best.json's metrics; empty for "latest"
+    note: str
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One model file of the archive, as the fresh process measured it."""
+
+    name: str  # "saved_model", "float32", "float16", "int8" or "checkpoint"
+    file: str  # in the archive
+    bytes: int  # 0 when left out
+    ap50: float | None
+    latency_ms: float | None  # median per validation image on this CPU
+    tolerance: float | None
+    kept: bool
     note: str
 
 
@@ -61,9 +83,10 @@ class ExportReport:
     export_ap: float | None
     export_ap50: float | None
     per_class_ap: dict
-    tolerance: float
-    tflite: bool
+    tolerance: float  # the SavedModel's
+    tflite: bool  # the float32 model.tflite is in the archive
     tflite_note: str
+    artefacts: tuple[Artefact, ...]
     samples: tuple[Path, ...]
     seconds: float
 
@@ -75,7 +98,8 @@ def export_job(job_dir: Path, out_zip: Path, tflite: bool = True, samples: int =
     start = time.monotonic()
     job, meta = load_job(Path(job_dir))
     chosen = choose_checkpoint(job, meta)
-    records = Workspace(Path(meta["workspace"])).records("val")
+    workspace = Workspace(Path(meta["workspace"]))
+    records = workspace.records("val")
     if not records:
         raise ExportError(
             f"The job's workspace {meta['workspace']} has no validation records to check the "
@@ -85,20 +109,22 @@ def export_job(job_dir: Path, out_zip: Path, tflite: bool = True, samples: int =
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_zip.parent, prefix=f".{out_zip.stem}-"))
     try:
-        folder, work = staging / "archive", staging / "work"
-        checked, has_tflite, tflite_note = _build(job, meta, chosen, records, folder, work, tflite, samples)
-        tolerance = max(TOLERANCE, 1 / max(checked["boxes"], 1))
+        folder = staging / "archive"
+        inputs = (records, workspace.records("train"))
+        checked, converted = _build(job, meta, chosen, inputs, folder, staging / "work", tflite, samples)
+        tolerance = _tolerance(FLOAT_TOLERANCE, checked)
         check_agreement(chosen, checked, tolerance)
-        if has_tflite:
-            has_tflite, tflite_note = _check_tflite(checked, folder / "model.tflite", tflite_note, tolerance)
-        write_json(folder / "metrics.json", _metrics(chosen, checked, meta["model"], tolerance))
-        (folder / "README.md").write_text(
-            readme(meta["model"], read_pbtxt(folder / LABEL_MAP), checked, has_tflite), encoding="utf-8"
-        )
+        artefacts = _artefacts(folder, chosen, checked, converted, tolerance)
+        write_json(folder / "metrics.json", _metrics(chosen, checked, meta["model"], artefacts))
+        names = read_pbtxt(folder / LABEL_MAP).names()
+        size = yaml.safe_load((folder / "params.yaml").read_text())["task"]["model"]["input_size"][:2]
+        text = readme(meta["model"], names, checked, artefacts, chosen, size)
+        (folder / "README.md").write_text(text, encoding="utf-8")
         kept = _keep_in_job(job, folder, checked)
         _write_zip(folder, out_zip)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    float32 = next(a for a in artefacts if a.name == VARIANTS[0].name)
     return ExportReport(
         archive=out_zip,
         archive_bytes=out_zip.stat().st_size,
@@ -109,8 +135,9 @@ def export_job(job_dir: Path, out_zip: Path, tflite: bool = True, samples: int =
         export_ap50=checked["AP50"],
         per_class_ap=checked["per_class_AP"],
         tolerance=tolerance,
-        tflite=has_tflite,
-        tflite_note=tflite_note,
+        tflite=float32.kept,
+        tflite_note=float32.note,
+        artefacts=artefacts,
         samples=kept,
         seconds=round(time.monotonic() - start, 1),
     )
@@ -120,35 +147,68 @@ def _build(
     job: JobPaths,
     meta: dict,
     chosen: Checkpoint,
-    records: list[Path],
+    records: tuple[list[Path], list[Path]],
     folder: Path,
     work: Path,
     tflite: bool,
     samples: int,
-) -> tuple[dict, bool, str]:
-    """Export into ``folder`` and measure it: verify's result, with the TFLite model's AP when it converted."""
+) -> tuple[dict, dict[str, str | None]]:
+    """Export into ``folder`` and measure it: verify's result, and each TFLite variant's failure (None: converted)."""
+    from pipeline.export.signature import export_saved_model, write_checkpoint
+
     start = time.monotonic()
+    val, train = records
     weights = _snapshot(chosen, work)
-    params = _export_saved_model(job, meta, weights, folder)
+    params = load_params(meta["experiment"], job.params)
+    folder.mkdir(parents=True)
+    network = export_saved_model(params, weights, folder / SAVED_MODEL)
+    write_checkpoint(network, chosen.step, folder / CHECKPOINT)
+    shutil.copyfile(meta["label_map"], folder / LABEL_MAP)
+    shutil.copyfile(job.params, folder / "params.yaml")
     log.info("SavedModel of %s written in %.0f s", chosen.prefix, time.monotonic() - start)
-    verifying = start_verify(folder, records, samples, work / "verify.log")
-    try:  # the TFLite conversion runs while the fresh process checks the SavedModel
-        has_tflite, tflite_note = (
-            _convert_tflite(params, weights, meta["model"], work, folder / "model.tflite")
-            if tflite
-            else (False, "not requested (--no-tflite)")
-        )
-        log.info("TFLite done after %.0f s: %s", time.monotonic() - start, tflite_note)
+    verifying = start_verify(folder, val, samples, work / "verify.log")
+    try:  # the TFLite conversions run while the fresh process checks the SavedModel
+        if tflite:
+            converted = _convert_all(params, weights, train, folder, work, verifying.stdin)
+        else:
+            converted = {variant.name: "not requested (--no-tflite)" for variant in VARIANTS}
+        log.info("TFLite done after %.0f s: %s", time.monotonic() - start, converted)
         checked = finish_verify(verifying, work / "verify.log")
     finally:
         if verifying.poll() is None:  # something above failed: the check is of no use now
             verifying.kill()
             verifying.wait()
     log.info("verified after %.0f s: AP %s, AP50 %s", time.monotonic() - start, checked["AP"], checked["AP50"])
-    # The interpreter reads only the file, so unlike the SavedModel it can be checked in this process.
+    return checked, converted
+
+
+def _convert_all(params, weights: str, train: list[Path], folder: Path, work: Path, feed) -> dict[str, str | None]:
+    """Each TFLite variant into ``folder``, its name fed to the verifying process; what failed, by variant."""
+    from pipeline.export import tflite
+
+    lite = tflite.lite_params(params)
     names = read_pbtxt(folder / LABEL_MAP).names()
-    checked["tflite"] = evaluate_tflite(folder / "model.tflite", records, names) if has_tflite else None
-    return checked, has_tflite, tflite_note
+    try:
+        tflite.export_for_tflite(lite, weights, work / "tflite_saved_model")
+    except Exception as exc:  # any failure here means "no TFLite"; the SavedModel is still good
+        log.warning("TFLite export failed", exc_info=True)
+        return {variant.name: f"does not convert to TFLite: {first_line(exc)}" for variant in VARIANTS}
+    failed: dict[str, str | None] = {}
+    for variant in VARIANTS:
+        try:
+            model = tflite.convert(lite, work / "tflite_saved_model", variant, train)
+            (folder / variant.file).write_bytes(tflite.with_metadata(model, names))
+        except Exception as exc:  # one variant failing (e.g. quantisation) leaves the others
+            log.warning("TFLite %s failed", variant.name, exc_info=True)
+            failed[variant.name] = f"{variant.name} conversion failed: {first_line(exc)}"
+            continue
+        failed[variant.name] = None
+        try:
+            feed.write(variant.file + "\n")
+            feed.flush()
+        except BrokenPipeError:
+            pass  # the check already failed: finish_verify says why
+    return failed
 
 
 def choose_checkpoint(job: JobPaths, meta: dict) -> Checkpoint:
@@ -197,78 +257,6 @@ def _snapshot(chosen: Checkpoint, work: Path) -> str:
     return str(work / prefix.name)
 
 
-def _export_saved_model(job: JobPaths, meta: dict, weights: str, folder: Path):
-    """Write saved_model/, label_map.pbtxt and params.yaml into ``folder``; return the params."""
-    params = load_params(meta["experiment"], job.params)
-    # predict scales boxes by the user's image size: they must come out normalised to it.
-    params.override({"task": {"export_config": {"output_normalized_coordinates": True}}}, is_strict=True)
-    folder.mkdir(parents=True)
-    _model_garden_export(params, weights, folder / SAVED_MODEL, input_type="image_tensor", batch_size=None)
-    shutil.copyfile(meta["label_map"], folder / LABEL_MAP)
-    shutil.copyfile(job.params, folder / "params.yaml")
-    return params
-
-
-def _model_garden_export(params, weights: str, out: Path, input_type: str, batch_size: int | None) -> None:
-    import tensorflow as tf
-    from official.vision.serving import export_saved_model_lib
-
-    height, width = params.task.model.input_size[:2]
-    try:
-        export_saved_model_lib.export_inference_graph(
-            input_type=input_type,
-            batch_size=batch_size,
-            input_image_size=[height, width],
-            params=params,
-            checkpoint_path=weights,
-            export_dir=str(out),
-        )
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:  # e.g. weights that do not fit params.yaml
-        raise ExportError(
-            f"Model Garden could not export the checkpoint with the job's params.yaml: {_first_line(exc)}"
-        ) from exc
-
-
-def _convert_tflite(params, weights: str, model: str, work: Path, out: Path) -> tuple[bool, str]:
-    """A float32 TFLite model, or False and one line saying why this architecture does not convert."""
-    from official.vision.serving import export_tflite_lib
-
-    lite = copy.deepcopy(params)
-    generator = lite.task.model.detection_generator
-    # Model Garden's TFLite defaults (class-agnostic "fast" NMS, score >= 0.1) cost a third of
-    # the AP50 on the demo data; these make the TFLite op keep what the SavedModel keeps.
-    lite.override(
-        {
-            "task": {
-                "model": {
-                    "detection_generator": {
-                        "nms_version": "tflite",
-                        "tflite_post_processing": {
-                            "use_regular_nms": True,
-                            "nms_score_threshold": generator.pre_nms_score_threshold,
-                            "nms_iou_threshold": generator.nms_iou_threshold,
-                            "max_detections": generator.max_num_detections,
-                            "detections_per_class": generator.max_num_detections,
-                        },
-                    }
-                }
-            }
-        },
-        is_strict=True,
-    )
-    try:
-        _model_garden_export(lite, weights, work / "tflite_saved_model", input_type="tflite", batch_size=1)
-        out.write_bytes(export_tflite_lib.convert_tflite_model(saved_model_dir=str(work / "tflite_saved_model")))
-    except Exception as exc:  # any failure here means "no TFLite"; the SavedModel is still good
-        log.warning("TFLite conversion of %s failed", model, exc_info=True)
-        return False, f"{model} does not convert to TFLite: {_first_line(exc)}"
-    height, width = lite.task.model.input_size[:2]
-    return True, (
-        f"float32, input [1, {height}, {width}, 3] normalised and padded as README.md says, "
-        "non-max suppression by TFLite's detection op"
-    )
-
-
 def start_verify(folder: Path, records: list[Path], samples: int, errors: Path) -> subprocess.Popen:
     """Start ``pipeline.export.verify`` in a fresh process: only what was written to disk can pass."""
     command = [
@@ -279,10 +267,11 @@ def start_verify(folder: Path, records: list[Path], samples: int, errors: Path) 
         *map(str, records),
         "--samples",
         str(samples),
+        "--tflite-from-stdin",  # the TFLite files, as they are converted; closing stdin ends the check
     ]
     with errors.open("wb") as stderr:  # a file, not a pipe: TensorFlow's chatter must never block the check
         return subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True, cwd=PROJECT_ROOT
+            command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
         )
 
 
@@ -294,9 +283,8 @@ def finish_verify(process: subprocess.Popen, errors: Path) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _first_line(exc: BaseException) -> str:
-    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return line if len(line) <= 200 else line[:197] + "..."
+def _tolerance(base: float, checked: dict) -> float:
+    return max(base, 1 / max(checked["boxes"], 1))
 
 
 def check_agreement(chosen: Checkpoint, checked: dict, tolerance: float) -> None:
@@ -313,27 +301,66 @@ def check_agreement(chosen: Checkpoint, checked: dict, tolerance: float) -> None
         )
 
 
-def _check_tflite(checked: dict, path: Path, note: str, tolerance: float) -> tuple[bool, str]:
-    lite, saved = checked["tflite"][COMPARED], checked[COMPARED]
-    if lite is not None and saved is not None and abs(lite - saved) > tolerance:
+def _artefacts(
+    folder: Path, chosen: Checkpoint, checked: dict, converted: dict[str, str | None], tolerance: float
+) -> tuple[Artefact, ...]:
+    saved = Artefact(
+        "saved_model",
+        f"{SAVED_MODEL}/",
+        _size(folder / SAVED_MODEL),
+        checked[COMPARED],
+        checked["latency_ms"],
+        tolerance,
+        True,
+        "TF Object Detection API format: uint8 input_tensor [1, H, W, 3] of any size",
+    )
+    lite = tuple(_judge_tflite(folder, variant, chosen, checked, converted[variant.name]) for variant in VARIANTS)
+    weights = Artefact(
+        "checkpoint",
+        f"{CHECKPOINT}/ckpt-{chosen.step}",
+        _size(folder / CHECKPOINT),
+        None,
+        None,
+        None,
+        True,
+        f"the weights of step {chosen.step}, for Model Garden's task.init_checkpoint",
+    )
+    return (saved, *lite, weights)
+
+
+def _judge_tflite(folder: Path, variant: Variant, chosen: Checkpoint, checked: dict, failed: str | None) -> Artefact:
+    """The variant kept if its AP50 is within its tolerance of training's (else the SavedModel's), else deleted."""
+    tolerance = _tolerance(INT8_TOLERANCE if variant.name == "int8" else FLOAT_TOLERANCE, checked)
+    if failed is not None:
+        return Artefact(variant.name, variant.file, 0, None, None, tolerance, False, failed)
+    measured = checked["tflite"][variant.file]
+    lite, reference = measured[COMPARED], chosen.training.get(COMPARED, checked[COMPARED])
+    path = folder / variant.file
+    if lite is not None and reference is not None and abs(lite - reference) > tolerance:
         path.unlink()
-        return False, (
-            f"converted, but left out: its {COMPARED} {lite:.3f} is not the SavedModel's {saved:.3f} "
-            f"(tolerance {tolerance:.3f})"
-        )
-    return True, note if lite is None else f"{note}; {COMPARED} {lite:.3f} on the validation images"
+        note = f"converted, but left out: its {COMPARED} {lite:.3f} is not {reference:.3f} (tolerance {tolerance:.3f})"
+        return Artefact(variant.name, variant.file, 0, lite, measured["latency_ms"], tolerance, False, note)
+    note = f"{variant.name}; float32 input normalised and padded as README.md says; TFLite's NMS op; metadata"
+    return Artefact(
+        variant.name, variant.file, path.stat().st_size, lite, measured["latency_ms"], tolerance, True, note
+    )
 
 
-def _metrics(chosen: Checkpoint, checked: dict, model: str, tolerance: float) -> dict:
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _metrics(chosen: Checkpoint, checked: dict, model: str, artefacts: tuple[Artefact, ...]) -> dict:
     training = {key: chosen.training.get(key) for key in ("AP", "AP50", "AP75", "per_class_AP")}
     return {
         "model": model,
         "checkpoint": {"step": chosen.step, "source": chosen.source, "note": chosen.note},
         "training": training if chosen.training else None,
         "export": {
-            key: checked[key] for key in ("AP", "AP50", "AP75", "per_class_AP", "images", "boxes", "seconds_per_image")
+            key: checked[key] for key in ("AP", "AP50", "AP75", "per_class_AP", "images", "boxes", "latency_ms")
         },
-        "tolerance": {"metric": COMPARED, "max_difference": tolerance},
+        "compared": COMPARED,
+        "artefacts": [asdict(artefact) for artefact in artefacts],
         "confusion": checked["confusion"],
         "tflite": checked["tflite"],
     }
@@ -354,45 +381,3 @@ def _write_zip(folder: Path, out_zip: Path) -> None:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 archive.write(path, path.relative_to(folder).as_posix())
-
-
-def readme(model: str, label_map, checked: dict, has_tflite: bool) -> str:
-    labels = label_map.names()
-    lines = [
-        f"# {model} detector ({', '.join(labels.values())})",
-        "",
-        f"Checked on {checked['images']} validation images: AP {checked['AP']:.3f}, AP50 {checked['AP50']:.3f} "
-        "(`metrics.json`, `confusion.png`, `samples/`).",
-        "",
-        "Run it on a photo (Python, `pip install tensorflow pillow`), from this folder:",
-        "",
-        "```python",
-        *README_SNIPPET.format(labels=labels).splitlines(),
-        "```",
-        "",
-        "`detection_boxes` are [ymin, xmin, ymax, xmax] in 0..1 of the image you pass; "
-        "`detection_classes` are the ids in `label_map.pbtxt`.",
-    ]
-    if has_tflite:
-        lines += [
-            "",
-            "`model.tflite` (float32) takes one image as float32 [1, H, W, 3] (H, W: the model input): "
-            "subtract the mean (123.675, 116.28, 103.53) and divide by (58.395, 57.12, 57.375) per RGB "
-            "channel, resize keeping the aspect ratio so the image fits, pad bottom and right with zeros. "
-            "Its boxes are in 0..1 of that padded input.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-README_SNIPPET = """\
-import sys, numpy as np, tensorflow as tf
-from PIL import Image, ImageOps
-LABELS = {labels!r}
-model = tf.saved_model.load("saved_model")
-image = ImageOps.exif_transpose(Image.open(sys.argv[1])).convert("RGB")  # upright, as a phone shows it
-out = model.signatures["serving_default"](inputs=tf.constant(np.asarray(image)[None]))
-w, h = image.size  # boxes are [ymin, xmin, ymax, xmax] in 0..1 of the image: scale them to its pixels
-for (y0, x0, y1, x1), score, c in zip(*(out[f"detection_{{k}}"][0].numpy() for k in ("boxes", "scores", "classes"))):
-    if score >= 0.3:
-        print(LABELS.get(int(c), int(c)), round(float(score), 3), [round(v) for v in (x0 * w, y0 * h, x1 * w, y1 * h)])
-"""

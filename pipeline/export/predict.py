@@ -1,7 +1,9 @@
 """Run an exported model archive on one image, as its user sees the image.
 
 The logic is the archive README's snippet: the photo turned upright by its EXIF
-orientation, the SavedModel's normalised boxes scaled to that image's pixels.
+orientation, the SavedModel's normalised boxes scaled to that image's pixels. Only
+``saved_model/`` and ``label_map.pbtxt`` are needed, so archives exported before the
+TFLite variants and the checkpoint were added still predict.
 """
 
 from __future__ import annotations
@@ -115,11 +117,13 @@ class _Serving:
 
     def __init__(self, loaded):
         self.loaded, self.function = loaded, loaded.signatures["serving_default"]
+        # "input_tensor" (the OD API's name); archives exported before it took "inputs", and the bot keeps those.
+        (self.input,) = self.function.structured_input_signature[1]
 
     def __call__(self, pixels):
         import tensorflow as tf
 
-        return self.function(inputs=tf.constant(pixels[None]))
+        return self.function(**{self.input: tf.constant(pixels[None])})
 
 
 def open_upright(image_path: Path) -> Image.Image:

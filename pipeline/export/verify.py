@@ -2,9 +2,12 @@
 
 ``python -m pipeline.export.verify FOLDER RECORD...`` loads ``FOLDER/saved_model`` fresh
 (nothing from the exporting process can leak in), runs it through
-``predict.detect`` on every validation image, and prints one JSON line: COCO AP
-against the records' boxes, the confusion matrix and sample drawings. A TFLite
-model is measured the same way by ``evaluate_tflite``.
+``predict.detect`` on every validation image, checks that calling the loaded object
+(the OD API's way) gives what its ``serving_default`` gives, and prints one JSON line:
+COCO AP against the records' boxes, the confusion matrix and sample drawings. With
+``--tflite-from-stdin`` it then measures each TFLite model named on its standard input
+(one file of FOLDER a line, written as the exporter converts them) the same way, until
+that input closes; last, the median latency of every model.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -20,8 +24,11 @@ from pathlib import Path
 from pipeline.data.images import ALLOWED_FORMATS
 from pipeline.data.tfrecord import iter_records
 from pipeline.errors import ExportError, PipelineError
-from pipeline.export.predict import DEFAULT_THRESHOLD, detect, draw, load_model
+from pipeline.export.predict import DEFAULT_THRESHOLD, SAVED_MODEL, Model, detect, draw, load_model
+from pipeline.export.signature import INPUT, OUTPUTS
 from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
+
+LATENCY_IMAGES = 20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +43,21 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_THRESHOLD,
         help="lowest score counted in the confusion matrix (default: what `predict` shows)",
     )
+    parser.add_argument(
+        "--tflite-from-stdin", action="store_true", help="then measure the TFLite files read from stdin"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         result = verify(args.folder, args.records, args.samples, args.iou, args.score)
+        files = [line.strip() for line in sys.stdin if line.strip()] if args.tflite_from_stdin else []
+        names = load_model(args.folder).names
+        result["tflite"] = {name: coco_ap(*evaluate_tflite(args.folder / name, args.records), names) for name in files}
+        # Timed only now that the exporter has stopped converting: a conversion beside it would be timed too.
+        timed = latencies(args.folder, files, args.records)
+        result["latency_ms"] = timed.pop(SAVED_MODEL)
+        for name, ms in timed.items():
+            result["tflite"][name]["latency_ms"] = ms
     except PipelineError as error:
         print(error, file=sys.stderr)
         return 1
@@ -51,11 +69,11 @@ def verify(
     folder: Path, records: list[Path], samples: int = 4, iou: float = 0.5, score: float = DEFAULT_THRESHOLD
 ) -> dict:
     model = load_model(folder)
-    truths, found, drawn, seconds = [], [], [], 0.0
+    truths, found, drawn = [], [], []
     for source_id, image, truth in read_examples(records):
-        start = time.perf_counter()
+        if not truths:
+            check_call(model, image)
         detections = detect(model, image, threshold=0.0)  # every box the model keeps, as COCO AP wants
-        seconds += time.perf_counter() - start
         truths.append(truth)
         found.append(
             ImageBoxes(
@@ -74,20 +92,56 @@ def verify(
     return coco_ap(truths, found, model.names) | {
         "images": len(truths),
         "boxes": sum(len(t.boxes) for t in truths),
-        "seconds_per_image": round(seconds / len(truths), 4),
         "confusion": matrix.to_json(),
         "samples": drawn,
     }
 
 
-def evaluate_tflite(path: Path, records: list[Path], names: dict[int, str]) -> dict:
-    """COCO AP of a TFLite model on the records' images, as ``verify`` measures the SavedModel."""
-    lite = _TfliteRunner(path)
+def check_call(model: Model, image) -> None:
+    """The loaded object called as OD API users call it must answer as its serving_default signature does."""
+    import numpy as np
+    import tensorflow as tf
+
+    pixels = np.asarray(image, dtype=np.uint8)
+    direct = model.serve.loaded(tf.convert_to_tensor(pixels)[tf.newaxis, ...])
+    signed = model.serve(pixels)
+    differs = [key for key in OUTPUTS if not np.allclose(direct[key].numpy(), signed[key].numpy(), atol=1e-5)]
+    if differs or model.serve.input != INPUT:
+        raise ExportError(
+            f"The SavedModel called directly does not answer as its serving_default signature (input "
+            f"{model.serve.input!r}, differing outputs {differs})."
+        )
+
+
+def evaluate_tflite(path: Path, records: list[Path]) -> tuple[list[ImageBoxes], list[ImageBoxes]]:
+    """A TFLite model's boxes on the records' images beside the true ones, for ``coco_ap``."""
+    from pipeline.export.tflite import Runner
+
+    lite = Runner(path)
     truths, found = [], []
     for _, image, truth in read_examples(records):
         truths.append(truth)
-        found.append(lite(image))
-    return coco_ap(truths, found, names) | {"seconds_per_image": round(lite.seconds / max(len(truths), 1), 4)}
+        boxes, classes, scores = lite(image)
+        found.append(ImageBoxes(boxes=tuple(boxes), classes=tuple(classes), scores=tuple(scores)))
+    return truths, found
+
+
+def latencies(folder: Path, files: list[str], records: list[Path]) -> dict[str, float]:
+    """Median milliseconds per image of the SavedModel (resizing included) and of each TFLite interpreter call,
+    over up to LATENCY_IMAGES validation images; the median, as other processes may share this CPU."""
+    from pipeline.export.tflite import Runner
+
+    model = load_model(folder)
+    runners = {name: Runner(folder / name) for name in files}
+    seconds: dict[str, list[float]] = {SAVED_MODEL: []}
+    for _, (_, image, _) in zip(range(LATENCY_IMAGES), read_examples(records)):
+        start = time.perf_counter()
+        detect(model, image, threshold=0.0)
+        seconds[SAVED_MODEL].append(time.perf_counter() - start)
+        for runner in runners.values():
+            runner(image)  # times its interpreter call itself
+    seconds |= {name: runner.seconds for name, runner in runners.items()}
+    return {name: round(statistics.median(values) * 1000, 1) for name, values in seconds.items()}
 
 
 def read_examples(records: list[Path]) -> Iterator[tuple[str, object, ImageBoxes]]:
@@ -114,51 +168,6 @@ def read_examples(records: list[Path]) -> Iterator[tuple[str, object, ImageBoxes
                 classes=tuple(int(c) for c in feature["image/object/class/label"].int64_list.value),
             )
             yield feature["image/source_id"].bytes_list.value[0].decode(), image, truth
-
-
-class _TfliteRunner:
-    """The TFLite model fed as Model Garden's serving graph feeds its network.
-
-    Model Garden's TFLite export leaves pre-processing to the app: pixels normalised by
-    the ImageNet mean and deviation, resized keeping the aspect ratio, padded bottom-right
-    to the square input; boxes come back normalised to that padded input.
-    """
-
-    def __init__(self, path: Path):
-        import tensorflow as tf
-
-        interpreter = tf.lite.Interpreter(model_path=str(path))
-        self.run = interpreter.get_signature_runner()
-        self.size = [int(v) for v in interpreter.get_input_details()[0]["shape"][1:3]]
-        self.seconds = 0.0
-
-    def __call__(self, image) -> ImageBoxes:
-        import numpy as np
-        import tensorflow as tf
-        from official.vision.ops import preprocess_ops
-
-        pixels = preprocess_ops.normalize_image(
-            tf.constant(np.asarray(image), tf.float32), offset=preprocess_ops.MEAN_RGB, scale=preprocess_ops.STDDEV_RGB
-        )
-        # The input is already a multiple of the coarsest stride for the catalogue's models: no extra padding.
-        pixels, info = preprocess_ops.resize_and_crop_image(
-            pixels, self.size, padded_size=self.size, aug_scale_min=1.0, aug_scale_max=1.0
-        )
-        start = time.perf_counter()
-        out = self.run(inputs=pixels.numpy()[None])
-        self.seconds += time.perf_counter() - start
-        count = int(out["num_detections"][0])
-        scale_y, scale_x = (float(v) for v in info[2].numpy())
-        height, width = self.size
-        boxes = tuple(
-            (x0 * width / scale_x, y0 * height / scale_y, x1 * width / scale_x, y1 * height / scale_y)
-            for y0, x0, y1, x1 in out["detection_boxes"][0, :count].tolist()
-        )
-        return ImageBoxes(
-            boxes=boxes,
-            classes=tuple(int(c) for c in out["detection_classes"][0, :count]),
-            scores=tuple(float(s) for s in out["detection_scores"][0, :count]),
-        )
 
 
 if __name__ == "__main__":
