@@ -20,7 +20,8 @@ from telegram.ext import (
 
 from storage import StoreError, open_store
 
-from . import handlers, texts
+from . import handlers, send, texts
+from .albums import Albums
 from .config import Settings
 from .datasets import DatasetService
 from .errors import STORE_FAULTS, user_text
@@ -29,6 +30,7 @@ from .training import TrainingService
 from .users import Users
 
 WATCH_INTERVAL_S = 2.0
+MEDIA = filters.VOICE | filters.AUDIO | filters.VIDEO | filters.VIDEO_NOTE | filters.ANIMATION | filters.Sticker.ALL
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,7 @@ def build_application(settings: Settings) -> Application:
         builder = builder.base_file_url(settings.base_file_url)
     app = builder.local_mode(settings.local_mode).build()
     app.bot_data["settings"] = settings
+    app.bot_data["albums"] = Albums()
     app.add_handler(TypeHandler(Update, handlers.gate), group=-1)
     for name, callback in (
         ("start", handlers.start),
@@ -63,10 +66,16 @@ def build_application(settings: Settings) -> Application:
         ("predict", handlers.predict),
         ("dataset", handlers.dataset_url),
         ("datasets", handlers.datasets),
+        ("cancel", handlers.cancel),
     ):
         app.add_handler(CommandHandler(name, callback))
+    # Every message gets an answer: the first handler that matches takes it (a GIF is a document too).
+    app.add_handler(MessageHandler(filters.COMMAND, handlers.unknown_command))
+    app.add_handler(MessageHandler(filters.TEXT, handlers.free_text))
+    app.add_handler(MessageHandler(MEDIA, handlers.media))
     app.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
     app.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
+    app.add_handler(MessageHandler(filters.ALL, handlers.media))
     app.add_handler(CallbackQueryHandler(handlers.button))
     app.add_error_handler(on_error)
     return app
@@ -93,7 +102,7 @@ async def _tell_interrupted(app: Application, datasets: list) -> None:
     """Checks a restart cut short: their datasets are failed; their owners hear it from us."""
     for dataset in datasets:
         try:  # a user's private chat has the user's id
-            await app.bot.send_message(dataset.user_id, texts.check_interrupted(dataset.id, dataset.name))
+            await send.text((app.bot, dataset.user_id), texts.check_interrupted(dataset.id, dataset.name))
         except TelegramError as error:
             log.warning(
                 "could not tell user %s that dataset %s was interrupted: %s", dataset.user_id, dataset.id, error
@@ -113,7 +122,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.info("refused: %s", error)
     message = update.effective_message if isinstance(update, Update) else None
     if message:
-        await message.reply_text(text)
+        await send.text(message, text)
 
 
 async def _post_shutdown(app: Application) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
-from . import texts
+from . import send, texts
 from .uploads import DELETABLE_JOBS
 
 LISTED_WITH_BUTTONS = 8  # newest items that get buttons; a chat keyboard must stay readable
@@ -46,7 +46,7 @@ async def datasets(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             row.append(InlineKeyboardButton(texts.delete_button(dataset.id), callback_data=f"ds:ask:{dataset.id}"))
         if row:
             rows.append(row)
-    await update.effective_message.reply_text(texts.datasets_list(items, current, usage), reply_markup=_markup(rows))
+    await send.text(update.effective_message, texts.datasets_list(items, current, usage), _markup(rows))
 
 
 async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -56,43 +56,37 @@ async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rows = [[InlineKeyboardButton(texts.delete_button(job.id), callback_data=f"jobdel:ask:{job.id}")] for job in ended]
     if usage.predictions:
         rows.append([InlineKeyboardButton(texts.DELETE_PREDICTIONS_BUTTON, callback_data="preddel:ask")])
-    await update.effective_message.reply_text(texts.jobs_list(items, usage), reply_markup=_markup(rows))
+    await send.text(update.effective_message, texts.jobs_list(items, usage), _markup(rows))
 
 
 async def dataset_button(query, context, action: str, dataset_id: str) -> None:
     svc, user_id = _svc(context), query.from_user.id
     if action == "use":
         dataset = svc.datasets.use_dataset(user_id, dataset_id)
-        await query.message.reply_text(texts.dataset_current(dataset.id))
+        await send.text(query.message, texts.dataset_current(dataset.id))
     elif action == "ask":
         dataset = svc.datasets.dataset(user_id, dataset_id)
-        await query.message.reply_text(
-            texts.confirm_delete_dataset(dataset), reply_markup=_confirm(f"ds:del:{dataset.id}")
-        )
+        await send.text(query.message, texts.confirm_delete_dataset(dataset), _confirm(f"ds:del:{dataset.id}"))
     elif action == "del":
         dataset = await svc.datasets.delete_dataset(user_id, dataset_id)
-        await query.edit_message_text(texts.dataset_deleted(dataset.id))
+        await send.edit(query, texts.dataset_deleted(dataset.id))
 
 
 async def job_files_button(query, context, action: str, job_id: str) -> None:
     svc, user_id = _svc(context), query.from_user.id
     if action == "ask":
         size = await svc.datasets.job_bytes(user_id, job_id)
-        await query.message.reply_text(
-            texts.confirm_delete_job(job_id, size), reply_markup=_confirm(f"jobdel:del:{job_id}")
-        )
+        await send.text(query.message, texts.confirm_delete_job(job_id, size), _confirm(f"jobdel:del:{job_id}"))
     elif action == "del":
         job = await svc.datasets.delete_job(user_id, job_id)
-        await query.edit_message_text(texts.job_deleted(job.id))
+        await send.edit(query, texts.job_deleted(job.id))
 
 
 async def predictions_button(query, context, action: str) -> None:
     svc, user_id = _svc(context), query.from_user.id
     if action == "ask":
         usage = await svc.datasets.usage(user_id)
-        await query.message.reply_text(
-            texts.confirm_delete_predictions(usage.predictions), reply_markup=_confirm("preddel:del")
-        )
+        await send.text(query.message, texts.confirm_delete_predictions(usage.predictions), _confirm("preddel:del"))
     elif action == "del":
         await svc.datasets.delete_predictions(user_id)
-        await query.edit_message_text(texts.PREDICTIONS_DELETED)
+        await send.edit(query, texts.PREDICTIONS_DELETED)

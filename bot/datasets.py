@@ -38,8 +38,8 @@ class DatasetService(UploadsMixin):
         self._start_uploads(checker)
 
     async def split(self, user_id: int, words: list[str]) -> dict:
-        """``/split [val_ratio] [seed]``: a new split (the pipeline's defaults for what is not given),
-        refused while a queued or running job trains on the dataset's records."""
+        """``/split [val_ratio] [seed]``: a new split (the pipeline's defaults for what is not given) and its
+        dataset's id, refused while a queued or running job trains on the dataset's records."""
         given = _split_words(words)
         dataset = ready_dataset(self.store, user_id)
         try:  # 'editing' until the records are rewritten: no job can be queued on half of them
@@ -47,7 +47,7 @@ class DatasetService(UploadsMixin):
         except DatasetInUse as error:
             raise Refused(texts.dataset_in_use(dataset.id, error.jobs, "split")) from None
         try:
-            return await asyncio.to_thread(self._resplit, dataset, given)
+            return {"dataset": dataset.id} | await asyncio.to_thread(self._resplit, dataset, given)
         finally:
             self.store.end_edit(dataset.id)
 

@@ -1,6 +1,6 @@
 """The bot's one error hierarchy, and what a chat user is told about any error.
 
-The bot's own errors carry the catalogue's sentence (``bot/texts.py``) already; the
+The bot's own errors carry the catalogue's sentence (``bot/texts``) already; the
 pipeline's are written for the user but may name the host's folders; the store's are
 worded here from their kind, never from their message (which names the database file).
 Anything else is a fault of the bot's: the user gets an apology, the log the traceback.

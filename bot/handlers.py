@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from telegram import File, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from pipeline.train.catalogue import catalog
 
-from . import cleanup, texts
+from . import cleanup, guide, send, texts
 from .datasets import DatasetService
 from .monitor import announce_launch_failure, send_archive
 from .training import TrainingService
@@ -43,17 +44,20 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.callback_query:
         await update.callback_query.answer(texts.STRANGER, show_alert=True)
     elif update.effective_message:
-        await update.effective_message.reply_text(texts.STRANGER)
+        await send.text(update.effective_message, texts.STRANGER)
     raise ApplicationHandlerStop
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(texts.HELP)
+    await send.text(update.effective_message, texts.HELP)
 
 
 async def document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, svc = update.effective_message, services(context)
     doc = message.document
+    if (doc.mime_type or "").startswith("image/"):  # a photo sent as a file, as phones do to keep its quality
+        await photo(update, context)
+        return
     dataset = await svc.datasets.upload(update.effective_user.id, doc.file_name or "", doc.file_size, _saver(doc))
     await _check(message, svc, dataset)
 
@@ -62,35 +66,37 @@ async def dataset_url(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     message, svc = update.effective_message, services(context)
     url = context.args[0] if context.args else ""
     dataset = await svc.datasets.fetch_url(
-        update.effective_user.id, url, started=lambda: message.reply_text(texts.DOWNLOADING)
+        update.effective_user.id, url, started=lambda: send.text(message, texts.DOWNLOADING)
     )
     await _check(message, svc, dataset)
 
 
 async def _check(message, svc: Services, dataset) -> None:
-    await message.reply_text(texts.checking(dataset.name))
+    await send.text(message, texts.checking(dataset.name))
     checked = await svc.datasets.check(dataset)
     if not checked.dataset.ready:
-        await message.reply_text(texts.could_not_use(dataset.name, checked.dataset.error))
+        await send.text(message, texts.could_not_use(dataset.name, checked.dataset.error))
         return
-    await message.reply_text(texts.report(dataset.id, checked.dataset.summary))
+    chat, whole = texts.report(dataset.id, checked.dataset.summary)
+    await send.report(message, chat, whole, texts.report_file(dataset.id))
     if checked.preview:
-        await message.reply_photo(checked.preview, caption=texts.PREVIEW_CAPTION)
+        await send.photo(message, checked.preview, texts.PREVIEW_CAPTION)
 
 
 async def split(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     report = await services(context).datasets.split(update.effective_user.id, context.args or [])
-    await update.effective_message.reply_text(texts.split(report["splits"], report["warnings"]))
+    chat, whole = texts.split(report["dataset"], report["splits"], report["warnings"])
+    await send.report(update.effective_message, chat, whole, texts.split_file(report["dataset"]))
 
 
 async def labels(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc, user_id, words = services(context), update.effective_user.id, context.args or []
     if words[:1] == ["file"]:
         data = await svc.datasets.label_map_file(user_id)
-        await update.effective_message.reply_document(data, filename="label_map.pbtxt")
+        await send.document(update.effective_message, data, "label_map.pbtxt")
         return
     items, problems = await svc.datasets.labels(user_id, words)
-    await update.effective_message.reply_text(texts.label_map(items, problems))
+    await send.text(update.effective_message, texts.label_map(items, problems))
 
 
 async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -104,27 +110,24 @@ async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         ]
         for spec in catalog()
     ]
-    await update.effective_message.reply_text(
-        texts.pick_model(choice.name, choice.reason), reply_markup=InlineKeyboardMarkup(rows)
-    )
+    await send.text(update.effective_message, texts.pick_model(choice.name, choice.reason), InlineKeyboardMarkup(rows))
 
 
 async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     draft = services(context).training.draft(update.effective_user.id, context.args or [])
     token = secrets.token_hex(4)
-    context.user_data[f"train:{token}"] = draft
+    context.user_data[guide.CARD + token] = draft
     buttons = [
         InlineKeyboardButton(texts.START_BUTTON, callback_data=f"train:start:{token}"),
         InlineKeyboardButton(texts.CANCEL_BUTTON, callback_data=f"train:cancel:{token}"),
     ]
-    await update.effective_message.reply_text(
-        texts.train_card(draft.card), reply_markup=InlineKeyboardMarkup([buttons])
-    )
+    card = await send.text(update.effective_message, texts.train_card(draft.card), InlineKeyboardMarkup([buttons]))
+    context.user_data[guide.CARD_MESSAGE + token] = (card.chat_id, card.message_id)
 
 
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     text = services(context).training.status(update.effective_user.id, _named(context))
-    await update.effective_message.reply_text(text)
+    await send.text(update.effective_message, text)
 
 
 async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -133,13 +136,13 @@ async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         InlineKeyboardButton(texts.CONFIRM_STOP, callback_data=f"stop:{job.id}"),
         InlineKeyboardButton(texts.KEEP_RUNNING, callback_data="noop"),
     ]
-    await update.effective_message.reply_text(texts.confirm_stop(job.id), reply_markup=InlineKeyboardMarkup([buttons]))
+    await send.text(update.effective_message, texts.confirm_stop(job.id), InlineKeyboardMarkup([buttons]))
 
 
 async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     training = services(context).training
     job = await training.resume(update.effective_user.id, _named(context))
-    await update.effective_message.reply_text(training.status_text(job))
+    await send.text(update.effective_message, training.status_text(job))
 
 
 async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -157,20 +160,59 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    job = services(context).training.pick(update.effective_user.id, _named(context), ("finished",))
-    context.user_data["predict_job"] = job.id
-    await update.effective_message.reply_text(texts.predict_prompt(job.id))
+    job = guide.model_job(services(context).training.store, update.effective_user.id, _named(context))
+    context.user_data[guide.PREDICT] = job.id
+    await send.text(update.effective_message, texts.predict_prompt(job.id))
 
 
 async def photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    message = update.effective_message
+    """A photo, or an image sent as a file, for the model; an album is answered once, for its first photo."""
+    album = await context.bot_data["albums"].gather(update.effective_message)
+    if album is None:
+        return
+    message = album[0]
     drawn, found = await services(context).training.predict_photo(
         update.effective_user.id,
-        context.user_data.get("predict_job"),
+        context.user_data.get(guide.PREDICT),
         str(message.message_id),
-        _saver(message.photo[-1]),
+        _saver(message.photo[-1] if message.photo else message.document),
     )
-    await message.reply_photo(drawn, caption=texts.detections(found))
+    note = [texts.album_note(len(album))] if len(album) > 1 else []
+    await send.photo(message, drawn, "\n".join([texts.detections(found), *note]))
+
+
+async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    left, cards = guide.cancel(context.user_data)
+    for chat_id, message_id in cards:
+        try:  # its buttons go; a card deleted or too old to edit has none left to press anyway
+            await send.edit(context.bot, texts.CANCELLED, chat_id=chat_id, message_id=message_id)
+        except BadRequest:
+            pass
+    await send.text(update.effective_message, texts.cancelled(left) if left else texts.NOTHING_TO_CANCEL)
+
+
+async def free_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    step = _step(update, context)
+    await send.text(update.effective_message, texts.free_text(step.kind, step.job_id))
+
+
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    step, command = _step(update, context), (update.effective_message.text or "").split()[0]
+    await send.text(update.effective_message, texts.unknown_command(command, step.kind, step.job_id))
+
+
+async def media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Voice, video, stickers and anything else the bot has no use for: what it does take."""
+    message = update.effective_message
+    kind = next(
+        (k for k in ("voice", "audio", "video", "video_note", "animation", "sticker") if getattr(message, k)), ""
+    )
+    await send.text(message, texts.media_refused(kind))
+
+
+def _step(update: Update, context: ContextTypes.DEFAULT_TYPE) -> guide.Step:
+    store = services(context).training.store
+    return guide.next_step(store, update.effective_user.id, context.user_data.get(guide.PREDICT))
 
 
 def _named(context: ContextTypes.DEFAULT_TYPE) -> str | None:
@@ -201,17 +243,17 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     kind, _, rest = (query.data or "").partition(":")
     await query.answer()
     if kind == "model":
-        await query.edit_message_text(texts.model_chosen(svc.training.choose_model(user_id, rest)))
+        await send.edit(query, texts.model_chosen(svc.training.choose_model(user_id, rest)))
     elif kind == "train":
         await _train_button(query, context, *rest.split(":", 1))
     elif kind == "stop":
-        await query.edit_message_text(texts.stopping(svc.training.stop(user_id, rest).id))
+        await send.edit(query, texts.stopping(svc.training.stop(user_id, rest).id))
     elif kind == "nan":
         action, _, job_id = rest.partition(":")
         if action == "stop":
             svc.training.stop(user_id, job_id)
         await query.edit_message_reply_markup(None)
-        await query.message.reply_text(texts.nan_answer(job_id, action == "stop"))
+        await send.text(query.message, texts.nan_answer(job_id, action == "stop"))
     elif kind == "noop":
         await query.edit_message_reply_markup(None)
     elif kind == "ds":
@@ -221,19 +263,20 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif kind == "preddel":
         await cleanup.predictions_button(query, context, rest)
     elif kind == "keep":
-        await query.edit_message_text(texts.CANCELLED_DELETE)
+        await send.edit(query, texts.CANCELLED_DELETE)
 
 
 async def _train_button(query, context: ContextTypes.DEFAULT_TYPE, action: str, token: str) -> None:
     training = services(context).training
-    draft = context.user_data.pop(f"train:{token}", None)
+    draft = context.user_data.pop(guide.CARD + token, None)
+    context.user_data.pop(guide.CARD_MESSAGE + token, None)
     if draft is None:
-        await query.edit_message_text(texts.CARD_EXPIRED)
+        await send.edit(query, texts.CARD_EXPIRED)
         return
     if action != "start":
-        await query.edit_message_text(texts.CANCELLED)
+        await send.edit(query, texts.CANCELLED)
         return
     text, failed = await training.start(query.from_user.id, query.message.chat_id, query.message.message_id, draft)
-    await query.edit_message_text(text)
+    await send.edit(query, text)
     for job in failed:  # their trainer could not even be launched; they hold no slot now
         await announce_launch_failure(context.bot, training, job)

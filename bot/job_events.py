@@ -107,7 +107,8 @@ class JobEventsMixin:
             return self._plots(job, event)
         if kind == "finished":
             self.store.update_job(job.id, status="finished", finished=time.time())
-            return [Outgoing("finished", job, texts.finished(job.id, event))]
+            chat, whole = texts.finished(job.id, event)
+            return [Outgoing("finished", job, chat, extra={"whole": whole})]
         if kind == "failed":
             self.store.update_job(job.id, status=kind, finished=time.time(), error=event.get("message"))
             trainer_log = texts.trainer_log(self.log_tail(job)) if event.get("cause") in UNEXPLAINED else ""

@@ -14,7 +14,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
-from . import texts
+from . import send, texts
 from .errors import Refused
 from .job_events import Outgoing
 
@@ -32,7 +32,7 @@ async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
         except Exception:
             log.exception("job %s could not be watched this tick; the other jobs go on", job.id)
             continue
-        await send(context.bot, svc, job.user_id, outgoing)
+        await send_all(context.bot, svc, job.user_id, outgoing)
     try:
         started = await training.start_queued()
     except Exception:
@@ -40,12 +40,12 @@ async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     for job in started:
         if job.status == "failed":  # the trainer never ran: say why, not just "failed"
-            await send(context.bot, svc, job.user_id, [Outgoing("launch_failed", job)])
+            await send_all(context.bot, svc, job.user_id, [Outgoing("launch_failed", job)])
         else:
-            await send(context.bot, svc, job.user_id, [Outgoing("status", job, training.status_text(job))])
+            await send_all(context.bot, svc, job.user_id, [Outgoing("status", job, training.status_text(job))])
 
 
-async def send(bot: Bot, svc, user_id: int, items: list[Outgoing]) -> None:
+async def send_all(bot: Bot, svc, user_id: int, items: list[Outgoing]) -> None:
     """One user's messages, in order. A user who blocked the bot is paused, not retried every tick."""
     store = svc.training.store
     if not items or store.notices_paused(user_id):
@@ -69,7 +69,7 @@ async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:
     if outgoing.kind == "status":
         await _status(bot, svc, outgoing)
     elif outgoing.kind == "photo":
-        await bot.send_photo(job.chat_id, await asyncio.to_thread(outgoing.path.read_bytes), caption=outgoing.text)
+        await send.photo((bot, job.chat_id), await asyncio.to_thread(outgoing.path.read_bytes), outgoing.text)
     elif outgoing.kind == "alert":
         buttons = InlineKeyboardMarkup(
             [
@@ -79,15 +79,15 @@ async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:
                 ]
             ]
         )
-        await bot.send_message(job.chat_id, outgoing.text, reply_markup=buttons)
+        await send.text((bot, job.chat_id), outgoing.text, buttons)
     elif outgoing.kind == "launch_failed":
         await announce_launch_failure(bot, svc.training, job)
     elif outgoing.kind == "finished":
         await _status(bot, svc, Outgoing("status", store.job_by_id(job.id), svc.training.status_text(job)))
-        await bot.send_message(job.chat_id, outgoing.text)
+        await _finished(bot, job, outgoing)
         await _export(bot, svc, job)
     else:
-        await bot.send_message(job.chat_id, outgoing.text)
+        await send.text((bot, job.chat_id), outgoing.text)
 
 
 async def _status(bot: Bot, svc, outgoing: Outgoing) -> None:
@@ -99,15 +99,24 @@ async def _status(bot: Bot, svc, outgoing: Outgoing) -> None:
     svc.training.edited(job.id)
     if job.status_message_id:
         try:
-            await bot.edit_message_text(text, chat_id=job.chat_id, message_id=job.status_message_id)
+            await send.edit(bot, text, chat_id=job.chat_id, message_id=job.status_message_id)
             svc.training.remember_status(job.id, text)
             return
         except BadRequest as error:
             if "not modified" in str(error).lower():
                 return
             log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
-    message = await bot.send_message(job.chat_id, text)
+    message = await send.text((bot, job.chat_id), text)
     svc.training.remember_status(job.id, text, message.message_id)
+
+
+async def _finished(bot: Bot, job, outgoing: Outgoing) -> None:
+    """The end of training, before the archive. A refusal of it is logged and the archive still goes:
+    the model is what the user waited for."""
+    try:
+        await send.report((bot, job.chat_id), outgoing.text, outgoing.extra.get("whole"), texts.ap_file(job.id))
+    except BadRequest:
+        log.exception("the end of job %s could not be said; its archive is sent all the same", job.id)
 
 
 async def announce_launch_failure(bot: Bot, training, job) -> None:
@@ -116,12 +125,12 @@ async def announce_launch_failure(bot: Bot, training, job) -> None:
     text = texts.launch_failed(job.id, job.error)
     try:
         if job.status_message_id:
-            await bot.edit_message_text(text, chat_id=job.chat_id, message_id=job.status_message_id)
+            await send.edit(bot, text, chat_id=job.chat_id, message_id=job.status_message_id)
         else:
-            await bot.send_message(job.chat_id, text)
+            await send.text((bot, job.chat_id), text)
     except BadRequest as error:
         log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
-        await bot.send_message(job.chat_id, text)
+        await send.text((bot, job.chat_id), text)
     training.remember_status(job.id, text)
 
 
@@ -130,7 +139,7 @@ async def _export(bot: Bot, svc, job) -> None:
         # A bot restarted between the export and its upload finds the archive there and only sends it.
         archive = await svc.training.archive(job)
     except Refused as error:
-        await bot.send_message(job.chat_id, str(error))
+        await send.text((bot, job.chat_id), str(error))
         return
     await send_archive(bot, job.chat_id, archive, svc.training.settings.upload_limit_mb)
 
@@ -140,9 +149,9 @@ async def send_archive(bot: Bot, chat_id: int, archive: Path, limit_mb: int) -> 
     data = await asyncio.to_thread(archive.read_bytes)
     part_size = limit_mb * 2**20 - 64 * 1024  # headroom for the multipart envelope
     if len(data) <= part_size:
-        await bot.send_document(chat_id, data, filename=archive.name, caption=texts.ARCHIVE_CAPTION)
+        await send.document((bot, chat_id), data, archive.name, texts.ARCHIVE_CAPTION)
         return
     parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
     for number, part in enumerate(parts, start=1):
-        await bot.send_document(chat_id, part, filename=f"{archive.name}.{number:03d}")
-    await bot.send_message(chat_id, texts.archive_parts(archive.name, len(data), limit_mb, len(parts)))
+        await send.document((bot, chat_id), part, f"{archive.name}.{number:03d}")
+    await send.text((bot, chat_id), texts.archive_parts(archive.name, len(data), limit_mb, len(parts)))

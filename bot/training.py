@@ -40,6 +40,7 @@ from .cli_runner import run_cli as _run_cli
 from .config import Settings
 from .datasets import ready_dataset
 from .errors import ConfigError, Refused, user_text
+from .guide import model_job
 from .job_events import JobEventsMixin
 from .redact import redact
 
@@ -268,7 +269,7 @@ class TrainingService(JobEventsMixin):
         self, user_id: int, job_id: str | None, name: str, save: Callable[[Path], Awaitable[object]]
     ) -> tuple[bytes, list[dict]]:
         """Run a finished job's model on a photo ``save`` writes; the drawn PNG and the detections."""
-        job = self.pick(user_id, job_id, ("finished",))
+        job = model_job(self.store, user_id, job_id)
         archive = await self.archive(job)
         image = self.settings.user_dir(user_id) / "predict" / f"{name}.jpg"
         await asyncio.to_thread(image.parent.mkdir, parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from pipeline.fetch import FetchError, FetchTooLarge, MinimumRate, describe, fet
 from storage import Dataset, DatasetInUse, Job, QuotaExceeded
 
 from . import texts
+from .archives import kind_by_bytes, kind_by_name
 from .checker import CheckPool
 from .errors import Refused
 from .usage import Usage, dataset_bytes, folder_bytes, measure
@@ -89,7 +90,8 @@ class UploadsMixin:
     async def upload(self, user_id: int, name: str, size: int | None, save: Save) -> Dataset:
         """A zip sent in the chat, saved by ``save`` into a reservation of its size; refused if it cannot be."""
         if not name.lower().endswith(".zip"):
-            raise Refused(texts.NOT_A_ZIP)
+            kind = kind_by_name(name)
+            raise Refused(texts.other_archive_sent(kind) if kind else texts.NOT_A_ZIP)
         limit_mb = self.settings.download_limit_mb
         if (size or 0) > limit_mb * 2**20:
             raise Refused(texts.too_big(size / 2**20, limit_mb, self.settings.local_mode))
@@ -138,6 +140,9 @@ class UploadsMixin:
         return Checked(dataset, await asyncio.to_thread(_preview, dataset))
 
     async def _check(self, dataset: Dataset, archive: Path) -> Dataset:
+        kind = await asyncio.to_thread(kind_by_bytes, archive)
+        if kind:  # named .zip, but another archive inside: name it, as for one named so
+            return await self._fail(dataset, texts.other_archive(kind))
         try:
             budget = await self._reserve_extraction(dataset, archive)
         except DatasetRejected as error:

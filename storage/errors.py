@@ -2,7 +2,7 @@
 
 The message (``str(error)``) is for whoever reads the log: it may name the database file and
 say what to fix in the set-up. A user never sees it: the bot words each kind in its catalogue
-(``bot/texts.py``) from ``params``, which hold only what the asking user may know.
+(``bot/texts/``) from ``params``, which hold only what the asking user may know.
 
 Kinds: ``not_found`` (thing, id), ``no_dataset``, ``not_ready`` (thing, id, status),
 ``not_deletable`` (id, status), ``quota`` (used, limit, wanted), ``in_use`` (dataset_id, jobs),

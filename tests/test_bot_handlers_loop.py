@@ -101,8 +101,9 @@ def test_no_handler_holds_the_event_loop(tg, bot, tmp_path, caplog):
     assert "30 steps" in text_of(card) and "device: 1 GPU (16 GB each)" in text_of(card)
     press(tg, ann, card, card["reply_markup"]["inline_keyboard"][0][1]["callback_data"], texts.CANCELLED)
     assert text_of(say(tg, ann, "/status", "No such job")) == texts.NO_JOB_YET
-    for command in ("/stop", "/resume", "/export", "/predict"):
+    for command in ("/stop", "/resume", "/export"):
         say(tg, ann, command, "job")  # no job to name: each says so
+    assert text_of(say(tg, ann, "/predict", "model")) == texts.no_model_yet("train", None)
     assert "No jobs yet" in text_of(say(tg, ann, "/jobs", "Disk:"))
     say(tg, ann, "/datasets", "Your datasets")
     assert slow_callbacks(caplog) == []

@@ -41,12 +41,22 @@ def _export(args):
         ["exported model", _num(report.export_ap), _num(report.export_ap50)],
     ]
     per_class = [[name, _num(ap)] for name, ap in report.per_class_ap.items()]
+    models = [
+        [
+            a.file,
+            f"{a.bytes / 2**20:.1f} MB" if a.kept else "left out",
+            _num(a.ap50),
+            "-" if a.latency_ms is None else f"{a.latency_ms:.1f}",
+            a.note,
+        ]
+        for a in report.artefacts
+    ]
     text = "\n\n".join(
         [
             f"checkpoint: {report.checkpoint.note}",
             tables.table(["evaluated", "AP", "AP50"], rows) + f"\n(AP50 must agree within {report.tolerance:.3f})",
             tables.table(["class", "AP"], per_class),
-            f"TFLite: {'yes' if report.tflite else 'no'} ({report.tflite_note})",
+            tables.table(["file", "size", "AP50", "ms/image", "note"], models),
             f"archive: {report.archive} ({report.archive_bytes / 2**20:.1f} MB, {report.seconds:.0f} s)\n"
             f"samples: {', '.join(str(p) for p in report.samples) or 'none'}",
         ]

@@ -18,7 +18,8 @@ confirms, ``timeout`` waits, ``limit``) and ``deleteWebhook(drop_pending_updates
 Plain text trimmed, 1..4096 characters; captions up to 1024. Inline keyboards (callback_data 1..64 bytes),
 which an edit without ``reply_markup`` removes; "message is not modified". A callback query answered
 once. Uploads kept byte for byte: documents up to 50 MB, photos up to 10 MB and a real image. A user's
-photo as a real 90 px thumbnail, then the original. getFile refuses files above 20 MB ("file is too
+photo as a real 90 px thumbnail, then the original; albums (a media_group_id shared by 2-10 photos);
+stickers, voice, audio, video and video notes (placeholder bytes). getFile refuses files above 20 MB ("file is too
 big"), else gives the path to download. setMyCommands checks names and descriptions.
 
 Not faked, because the bot sends none of it: ``parse_mode`` (refused with Telegram's "unsupported

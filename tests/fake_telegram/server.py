@@ -60,17 +60,38 @@ class FakeUser:
 
     def send_document(self, data: bytes, filename: str = "file.bin", file_size: int | None = None) -> str:
         """Sends a file; returns its file_id. ``file_size`` is the size Telegram reports
-        (the 20 MB getFile limit without 20 MB of bytes)."""
+        (the 20 MB getFile limit without 20 MB of bytes); the mime type follows the name, as a phone's does."""
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         file = self.server._store_file(bytes(data), file_size, filename=filename, mime_type=mime)
         self.server._user_message(self, {"document": file.as_dict()})
         return file.file_id
 
-    def send_photo(self, data: bytes) -> str:
+    def send_photo(self, data: bytes, media_group_id: str | None = None) -> str:
         """Sends a compressed photo (real image bytes); returns the file_id of the largest size."""
         sizes = self.server._photo_sizes(bytes(data))
-        self.server._user_message(self, {"photo": [size.as_dict() for size in sizes]})
+        group = {"media_group_id": media_group_id} if media_group_id else {}
+        self.server._user_message(self, {"photo": [size.as_dict() for size in sizes]} | group)
         return sizes[-1].file_id
+
+    def send_album(self, photos: list[bytes]) -> list[str]:
+        """Sends 2-10 photos as one album: one message each, sharing a media_group_id, as Telegram does."""
+        if not 2 <= len(photos) <= 10:
+            raise ValueError("an album holds 2 to 10 items")
+        group = str(secrets.randbits(60))
+        return [self.send_photo(data, media_group_id=group) for data in photos]
+
+    def send_media(self, kind: str) -> dict:
+        """Sends a sticker, voice message, video, video note or audio with placeholder bytes; returns the Message."""
+        file = self.server._store_file(b"\0" * 64)
+        ids = {"file_id": file.file_id, "file_unique_id": file.file_id.split("-")[0], "file_size": 64}
+        fields = {
+            "sticker": {"type": "regular", "width": 512, "height": 512, "is_animated": False, "is_video": False},
+            "voice": {"duration": 2, "mime_type": "audio/ogg"},
+            "audio": {"duration": 2, "mime_type": "audio/mpeg"},
+            "video": {"width": 320, "height": 240, "duration": 2, "mime_type": "video/mp4"},
+            "video_note": {"length": 240, "duration": 2},
+        }[kind]
+        return self.server._user_message(self, {kind: ids | fields})
 
     def press(self, message: dict | int, callback_data: str) -> str:
         """Presses the inline button with ``callback_data`` on a bot message; returns the query id."""
