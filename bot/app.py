@@ -67,6 +67,7 @@ def build_application(settings: Settings) -> Application:
         ("dataset", handlers.dataset_url),
         ("datasets", handlers.datasets),
         ("cancel", handlers.cancel),
+        ("settings", handlers.settings),
     ):
         app.add_handler(CommandHandler(name, callback))
     # Every message gets an answer: the first handler that matches takes it (a GIF is a document too).
@@ -92,17 +93,27 @@ async def _post_init(app: Application) -> None:
         # It asks nvidia-smi what the machine has, once, for every card and recommendation after.
         training=await asyncio.to_thread(TrainingService, store, settings),
     )
-    await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
+    await _set_commands(app)
     await _tell_interrupted(app, await asyncio.to_thread(datasets.recover_interrupted))
     await datasets.repair_interrupted_edits()
     app.job_queue.run_repeating(watch, interval=WATCH_INTERVAL_S, first=0.5, name="watch")
 
 
+async def _set_commands(app: Application) -> None:
+    """The command menu in each language: English for every app language, Korean for Korean apps."""
+    for language, catalogue in texts.CATALOGUES.items():
+        commands = [BotCommand(name, about) for name, about in catalogue.COMMANDS]
+        await app.bot.set_my_commands(commands, language_code=None if language == texts.DEFAULT else language)
+
+
 async def _tell_interrupted(app: Application, datasets: list) -> None:
     """Checks a restart cut short: their datasets are failed; their owners hear it from us."""
+    users = app.bot_data["services"].users
     for dataset in datasets:
         try:  # a user's private chat has the user's id
-            await send.text((app.bot, dataset.user_id), texts.check_interrupted(dataset.id, dataset.name))
+            with texts.speaking(await asyncio.to_thread(users.language, dataset.user_id)):
+                text = texts.check_interrupted(dataset.id, dataset.name)
+            await send.text((app.bot, dataset.user_id), text)
         except TelegramError as error:
             log.warning(
                 "could not tell user %s that dataset %s was interrupted: %s", dataset.user_id, dataset.id, error

@@ -37,7 +37,7 @@ def user_text(error: BaseException, secrets: Iterable[str] = ()) -> str | None:
     if isinstance(error, Refused):
         return str(error)
     if isinstance(error, PipelineError):
-        return redact(str(error), secrets)
+        return texts.pipeline_error(error.kind, redact(str(error), secrets))
     if isinstance(error, StoreError):
         return texts.store_error(error.kind, error.params)
     return None

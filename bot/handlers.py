@@ -39,8 +39,11 @@ def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
 async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """One gate for messages and buttons: strangers get one line, and nothing of theirs is read."""
     user = update.effective_user
-    if user is not None and await services(context).users.admit(user.id, user.full_name):
+    language = user and await services(context).users.admit(user.id, user.full_name, user.language_code)
+    if language:
+        texts.speak(language)  # every reply to this update, in its task, is in the user's language
         return
+    texts.speak(texts.language_of(user and user.language_code))
     if update.callback_query:
         await update.callback_query.answer(texts.STRANGER, show_alert=True)
     elif update.effective_message:
@@ -50,6 +53,12 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await send.text(update.effective_message, texts.HELP)
+
+
+async def settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    buttons = [InlineKeyboardButton(name, callback_data=f"lang:{code}") for code, name in texts.LANGUAGE_NAMES.items()]
+    follow = [InlineKeyboardButton(texts.FOLLOW_TELEGRAM, callback_data="lang:")]
+    await send.text(update.effective_message, texts.SETTINGS, InlineKeyboardMarkup([buttons, follow]))
 
 
 async def document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -264,6 +273,10 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await cleanup.predictions_button(query, context, rest)
     elif kind == "keep":
         await send.edit(query, texts.CANCELLED_DELETE)
+    elif kind == "lang":
+        await svc.users.set_language(user_id, rest)
+        texts.speak(texts.choose(rest, update.effective_user.language_code))
+        await send.edit(query, texts.language_chosen(texts.LANGUAGE_NAMES[texts.spoken()]))
 
 
 async def _train_button(query, context: ContextTypes.DEFAULT_TYPE, action: str, token: str) -> None:

@@ -27,22 +27,25 @@ async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = context.bot_data["services"]
     training = svc.training
     for job in training.store.active_jobs():
-        try:  # it reads the job's files: off the event loop
-            outgoing = await asyncio.to_thread(training.poll, job)
-        except Exception:
-            log.exception("job %s could not be watched this tick; the other jobs go on", job.id)
-            continue
-        await send_all(context.bot, svc, job.user_id, outgoing)
+        # Everything said of a job, worded as it is polled, is in its owner's language.
+        with texts.speaking(await asyncio.to_thread(svc.users.language, job.user_id)):
+            try:  # it reads the job's files: off the event loop
+                outgoing = await asyncio.to_thread(training.poll, job)
+            except Exception:
+                log.exception("job %s could not be watched this tick; the other jobs go on", job.id)
+                continue
+            await send_all(context.bot, svc, job.user_id, outgoing)
     try:
         started = await training.start_queued()
     except Exception:
         log.exception("the queue could not be run this tick; it is tried again on the next")
         return
     for job in started:
-        if job.status == "failed":  # the trainer never ran: say why, not just "failed"
-            await send_all(context.bot, svc, job.user_id, [Outgoing("launch_failed", job)])
-        else:
-            await send_all(context.bot, svc, job.user_id, [Outgoing("status", job, training.status_text(job))])
+        with texts.speaking(await asyncio.to_thread(svc.users.language, job.user_id)):
+            if job.status == "failed":  # the trainer never ran: say why, not just "failed"
+                await send_all(context.bot, svc, job.user_id, [Outgoing("launch_failed", job)])
+            else:
+                await send_all(context.bot, svc, job.user_id, [Outgoing("status", job, training.status_text(job))])
 
 
 async def send_all(bot: Bot, svc, user_id: int, items: list[Outgoing]) -> None:

@@ -146,12 +146,16 @@ class UploadsMixin:
         try:
             budget = await self._reserve_extraction(dataset, archive)
         except DatasetRejected as error:
-            return await self._fail(dataset, str(error))
+            return await self._fail(dataset, texts.pipeline_error(error.kind, str(error)))
         except QuotaExceeded as error:
             return await self._fail(dataset, texts.quota_full(error.used, error.limit, error.wanted))
         result = await self.checker.run(archive, dataset.workspace, budget)
         if "summary" not in result:
-            error = result["error"]["message"] if "error" in result else texts.check_crashed(result["crash"])
+            error = (
+                texts.pipeline_error(result["error"]["kind"], result["error"]["message"])
+                if "error" in result
+                else texts.check_crashed(result["crash"])
+            )
             return await self._fail(dataset, error)
         size = await asyncio.to_thread(dataset_bytes, dataset.workspace)
         self.store.set_current_dataset(dataset.user_id, dataset.id)

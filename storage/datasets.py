@@ -16,13 +16,18 @@ _UNCHANGED = object()
 class UsersAndDatasets(Connection):
     # --- users -------------------------------------------------------------------------------
 
-    def ensure_user(self, user_id: int, name: str) -> User:
-        """The user, created on first sight; a changed Telegram display name is taken over."""
+    def ensure_user(self, user_id: int, name: str, app_language: str | None = None) -> User:
+        """The user, created on first sight; a changed Telegram display name or app language is taken over."""
         with self._write() as db:
             if self._one("SELECT 1 AS hit FROM users WHERE user_id = ?", [user_id]) is None:
-                db["users"].insert({"user_id": user_id, "name": name, "created": self._now()})
+                row = {"user_id": user_id, "name": name, "app_language": app_language, "created": self._now()}
+                db["users"].insert(row)
             else:
-                db.execute("UPDATE users SET name = ? WHERE user_id = ? AND name IS NOT ?", [name, user_id, name])
+                db.execute(
+                    "UPDATE users SET name = ?, app_language = COALESCE(?, app_language) WHERE user_id = ? "
+                    "AND (name IS NOT ? OR app_language IS NOT COALESCE(?, app_language))",
+                    [name, app_language, user_id, name, app_language],
+                )
             return self.get_user(user_id)
 
     def get_user(self, user_id: int) -> User:
@@ -53,6 +58,17 @@ class UsersAndDatasets(Connection):
         # The catalogue lives in the pipeline, which the store must not import: the bot validates names.
         with self._write():
             return self._update_user(user_id, {"chosen_model": name})
+
+    def set_language(self, user_id: int, language: str | None) -> User:
+        """The language the bot speaks to the user; None follows their Telegram app's. The bot validates codes."""
+        with self._write():
+            return self._update_user(user_id, {"language": language})
+
+    def user_language(self, user_id: int) -> tuple[str | None, str | None]:
+        """(the language chosen, the app's language_code as last seen); Nones for an unknown user."""
+        with self._read():
+            row = self._one("SELECT language, app_language FROM users WHERE user_id = ?", [user_id])
+        return (row["language"], row["app_language"]) if row else (None, None)
 
     def set_quota(self, user_id: int, *, max_jobs=_UNCHANGED, max_bytes=_UNCHANGED) -> User:
         """Per-user overrides of the bot's quotas; None restores the default."""

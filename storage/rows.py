@@ -46,6 +46,8 @@ class User:
     chosen_model: str | None
     max_jobs: int | None  # None: the bot's default quota applies
     max_bytes: int | None
+    language: str | None  # None: the language of the user's Telegram app
+    app_language: str | None  # that app's language_code, as last seen
 
     @classmethod
     def from_row(cls, row: dict) -> User:

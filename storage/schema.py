@@ -97,7 +97,15 @@ JOB_GPUS = "ALTER TABLE jobs ADD COLUMN gpus TEXT;"
 # Their jobs go on training and mirroring; only messages to them wait until they write again.
 NOTICES_PAUSED = "ALTER TABLE users ADD COLUMN notices_paused REAL;"
 
-MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS, NOTICES_PAUSED]
+# Version 4: the language the bot speaks to the user ("en", "ko"), chosen with /settings (NULL: follow
+# their Telegram app's), and that app's language_code as last seen, for messages no update carries
+# (a job's progress).
+USER_LANGUAGE = """
+ALTER TABLE users ADD COLUMN language TEXT;
+ALTER TABLE users ADD COLUMN app_language TEXT;
+"""
+
+MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS, NOTICES_PAUSED, USER_LANGUAGE]
 
 
 def migrate(db: Database, where: str, migrations: list[Migration] = MIGRATIONS) -> int:

@@ -189,7 +189,7 @@ def test_a_trainer_from_before_gpus_were_handed_out_holds_them_all(smi, tmp_path
 def test_an_older_database_gains_the_gpus_column(tmp_path):
     path = tmp_path / "detbot.db"
     with open_store(path, migrations=MIGRATIONS[:1]) as old:
-        old.ensure_user(USER, "alice")
+        old.db["users"].insert({"user_id": USER, "name": "alice", "created": 1.0})  # as that version wrote it
         dataset = old.add_dataset(USER, "shapes.zip", str(tmp_path / "ws"), 1000)
         old.db["jobs"].insert(
             {

@@ -196,3 +196,39 @@ def _finish(process: subprocess.Popen, job: Path) -> dict:
     events = read_events(job / "events.jsonl")
     (evaluation,) = [e for e in events if e["event"] == "eval"]
     return {"started": events[0], "AP50": evaluation["AP50"]}
+
+
+def test_a_coco_catalogue_start_restores_the_head_a_model_builds_only_when_called(sets, tmp_path):
+    """spinenet49-mobile's head makes its variables on its first call, after the trainer is built: the restore
+    must build them first, or the head would be skipped. The detector is a 3-class model of the same recipe."""
+    import tensorflow as tf
+
+    from pipeline.train.restore import build_variables
+
+    small = ("task.model.input_size=[128,128,3]",)
+    three = Path(sets[1].parent / "ws3")
+    if not three.exists():
+        three = workspace(sets[1].parent, ("circle", "square", "triangle"), seed=23)
+    source, _ = _spinenet_session(three, tmp_path / "source", tmp_path / "cache", pretrained=False, overrides=small)
+    build_variables(source.trainer.model, [128, 128, 3])
+    prefix = tf.train.Checkpoint(**source.trainer.model.checkpoint_items).write(str(tmp_path / "coco" / "ckpt-1"))
+    session, params = _spinenet_session(
+        sets[2], tmp_path / "job", tmp_path / "cache", pretrained_url=prefix, overrides=small
+    )
+    assert params.task.model.norm_activation.activation == "hard_swish"
+    start = session.start
+    assert start.start == "detector" and start.modules == ("backbone", "head")  # SpineNet's decoder is the identity
+    assert {"head/_cls_convs/0/depthwise_kernel", "head/_box_regressor/bias"} <= set(start.restored)
+    assert set(start.reinitialised) == set(CLASSIFIER) and start.unmatched == ()
+
+
+def _spinenet_session(ws: Path, job_dir: Path, cache: Path, **request):
+    from pipeline.train.config import TrainRequest, load_params
+    from pipeline.train.hardware import detect_hardware
+    from pipeline.train.job_folder import JobState
+    from pipeline.train.launch import create_job
+    from pipeline.train.session import Session
+
+    job, _ = create_job(ws, TrainRequest("spinenet49-mobile", steps=2, **request), job_dir, detect_hardware(), cache)
+    params = load_params("retinanet_mobile_coco", job.params)
+    return Session(params, JobState(), job), params

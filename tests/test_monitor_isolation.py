@@ -18,6 +18,7 @@ from telegram import Bot
 from bot.config import load_settings
 from bot.monitor import watch
 from bot.training import TrainingService
+from bot.users import Users
 from pipeline.train.events import EventLog
 from pipeline.train.job_process import process_start
 from storage import MIGRATIONS, DatasetInUse, StoreError, open_store
@@ -79,7 +80,8 @@ def progress(step: int) -> dict:
 def tick(svc, tg) -> None:
     async def run():
         async with Bot(DEFAULT_TOKEN, base_url=tg.base_url, base_file_url=tg.base_file_url) as bot:
-            await watch(SimpleNamespace(bot=bot, bot_data={"services": SimpleNamespace(training=svc)}))
+            services = SimpleNamespace(training=svc, users=Users(svc.store, frozenset()))
+            await watch(SimpleNamespace(bot=bot, bot_data={"services": services}))
 
     asyncio.run(run())
 
@@ -198,7 +200,7 @@ def test_a_user_who_blocked_the_bot_is_paused_and_the_others_go_on(service, tmp_
 
 def test_the_pause_flag_survives_a_restart_and_is_cleared_once(tmp_path):
     with open_store(tmp_path / "db", migrations=MIGRATIONS[:2]) as old:  # a database from before the flag
-        old.ensure_user(ANN, "Ann")
+        old.db["users"].insert({"user_id": ANN, "name": "Ann", "created": 1.0})  # as that version wrote it
     with open_store(tmp_path / "db", clock=lambda: 50.0) as store:
         assert not store.notices_paused(ANN)
         store.pause_notices(ANN)

@@ -133,6 +133,19 @@ def test_users_are_created_once_and_keep_their_settings(store):
         store.set_model(BOB, "x")
 
 
+def test_a_users_language_is_stored_and_null_follows_telegram(store):
+    assert store.user_language(ALICE) == (None, None)  # not seen yet: nothing stored, nothing refused
+    assert store.ensure_user(ALICE, "Alice", "ko-KR").language is None
+    assert store.set_language(ALICE, "en").language == "en"
+    user = store.ensure_user(ALICE, "Alice B.")  # an update without a language_code keeps the last one seen
+    assert (user.name, user.language, user.app_language) == ("Alice B.", "en", "ko-KR")
+    assert store.ensure_user(ALICE, "Alice B.", "en-US").app_language == "en-US"
+    assert store.set_language(ALICE, None).language is None
+    assert store.user_language(ALICE) == (None, "en-US")
+    with pytest.raises(NotFound):
+        store.set_language(BOB, "en")
+
+
 def test_dataset_lifecycle_ids_and_disk_use(store):
     store.ensure_user(ALICE, "Alice")
     checking = store.add_dataset(ALICE, "a.zip", Path("/data/a"), 100)

@@ -7,6 +7,11 @@ def size_text(size: float) -> str:
     return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
 
 
+def status_word(status: str) -> str:
+    """A dataset's or job's status, as stored (the Korean catalogue words it)."""
+    return status
+
+
 def checking(name: str) -> str:
     return f"Got {name}. Checking it (unpacking, every image and XML)..."
 

@@ -16,7 +16,8 @@ While it trains: live progress here, loss curves, an alert at once if the loss t
 and deletes the files of ended jobs.
 /datasets - your datasets: choose the current one, delete old ones.
 /predict - then send a photo: I draw what the model finds.
-/dataset URL - a dataset too large to send through Telegram."""
+/dataset URL - a dataset too large to send through Telegram.
+/settings - the language of my replies (English, 한국어)."""
 
 COMMANDS = [
     ("start", "what this bot does"),
@@ -33,6 +34,7 @@ COMMANDS = [
     ("predict", "try the model on a photo"),
     ("dataset", "fetch a dataset from a URL"),
     ("datasets", "your datasets: choose, delete"),
+    ("settings", "language"),
 ]
 
 STRANGER = "Sorry, this detbot is private. Ask its owner to add your Telegram id to ALLOWED_USER_IDS."
@@ -49,6 +51,12 @@ CARD_EXPIRED = "This card has expired; send /train again."
 CANCELLED = "Cancelled."
 ARCHIVE_CAPTION = "The trained model: SavedModel, label map, config, metrics, samples."
 NOTHING_FOUND = "nothing found"
+SETTINGS = "Settings. The language of my replies (now English):"
+FOLLOW_TELEGRAM = "As my Telegram app"
+
+
+def language_chosen(name: str) -> str:
+    return f"I reply in {name} from now on. /settings changes it."
 
 
 def dataset_waiting(dataset_id: str, status: str) -> str:
@@ -134,3 +142,8 @@ def too_big(size_mb: float, limit_mb: int, local_mode: bool) -> str:
         "self-hosted Bot API server (telegram-bot-api --local), which raises the limit to 2000 MB "
         "(see the README)."
     )
+
+
+def pipeline_error(kind: str, message: str) -> str:
+    """A ``pipeline.errors.PipelineError`` (its ``kind``, its redacted message): written in English for the user."""
+    return message

@@ -80,6 +80,19 @@ def restore_pretrained(model, prefix: str, modules: str | list[str], keep_classi
     return report
 
 
+def build_variables(model, input_size) -> None:
+    """Create every variable the model will have: a head makes its own on its first call, which training has not
+    made yet, and a restore must match them all before any step. Inference mode: no batch-norm statistic moves.
+    Call it in the distribution strategy's scope, where the training step would have created them."""
+    import tensorflow as tf
+
+    height, width = input_size[:2]
+    features = model.backbone(tf.zeros([1, height, width, 3]), training=False)
+    if model.decoder is not None:
+        features = model.decoder(features, training=False)
+    model.head(features, training=False)
+
+
 def _root(shapes: dict, module: str) -> str | None:
     return next((root for root in _ROOTS[module] if any(key.startswith(root) for key in shapes)), None)
 

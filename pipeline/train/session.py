@@ -18,7 +18,7 @@ from pipeline.files import write_json
 from pipeline.train.config import CPU_BATCH, base_learning_rate
 from pipeline.train.hardware import Hardware
 from pipeline.train.job_folder import JobPaths, JobState
-from pipeline.train.restore import RestoreReport, restore_pretrained
+from pipeline.train.restore import RestoreReport, build_variables, restore_pretrained
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 3
@@ -83,6 +83,8 @@ class Session:
             self.trainer.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
         elif self.params.task.init_checkpoint:
             config = self.params.task
+            with self.strategy.scope():
+                build_variables(self.trainer.model, config.model.input_size)
             self.start = restore_pretrained(
                 self.trainer.model, config.init_checkpoint, config.init_checkpoint_modules, self.keep_classifier
             )

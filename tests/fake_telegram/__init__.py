@@ -20,7 +20,8 @@ which an edit without ``reply_markup`` removes; "message is not modified". A cal
 once. Uploads kept byte for byte: documents up to 50 MB, photos up to 10 MB and a real image. A user's
 photo as a real 90 px thumbnail, then the original; albums (a media_group_id shared by 2-10 photos);
 stickers, voice, audio, video and video notes (placeholder bytes). getFile refuses files above 20 MB ("file is too
-big"), else gives the path to download. setMyCommands checks names and descriptions.
+big"), else gives the path to download. setMyCommands checks names and descriptions, kept per language_code.
+A user's ``language_code`` (their app's language) goes in the ``from`` of their updates when set.
 
 Not faked, because the bot sends none of it: ``parse_mode`` (refused with Telegram's "unsupported
 parse_mode", so markup cannot pass for plain text), re-sends by file_id or URL, reply keyboards,

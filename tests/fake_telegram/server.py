@@ -38,8 +38,9 @@ class ApiCall:
 class FakeUser:
     """A user in a private chat with the bot (``tg.user(...)``); each action queues one update."""
 
-    def __init__(self, server: FakeTelegram, user_id: int, first_name: str):
+    def __init__(self, server: FakeTelegram, user_id: int, first_name: str, language_code: str | None = None):
         self.server, self.id, self.first_name = server, user_id, first_name
+        self.language_code = language_code  # the language of the user's app, sent in every update's "from"
         self.blocked = False
 
     @property
@@ -47,7 +48,8 @@ class FakeUser:
         return self.id
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        user = {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        return user | ({"language_code": self.language_code} if self.language_code else {})
 
     def chat_dict(self) -> dict:
         return {"id": self.id, "type": "private", "first_name": self.first_name}
@@ -223,10 +225,11 @@ class FakeTelegram(BotApi):
         return web.Response(body=file.data, content_type="application/octet-stream")
 
     # ---------------------------------------------------------------- users (test thread)
-    def user(self, user_id: int, first_name: str = "Ann") -> FakeUser:
-        """The user (and private chat) ``user_id``: made on the first call, the same one after."""
+    def user(self, user_id: int, first_name: str = "Ann", language_code: str | None = None) -> FakeUser:
+        """The user (and private chat) ``user_id``: made on the first call, the same one after (set
+        ``language_code`` on it to change the app language its next updates carry)."""
         with self._lock:
-            return self._users.setdefault(user_id, FakeUser(self, user_id, first_name))
+            return self._users.setdefault(user_id, FakeUser(self, user_id, first_name, language_code))
 
     def _user_message(self, user: FakeUser, content: dict) -> dict:
         with self._lock:
@@ -337,10 +340,10 @@ class FakeTelegram(BotApi):
         with self._lock:
             return copy.deepcopy(self._answers[query_id])
 
-    def commands(self) -> list[dict]:
-        """The commands setMyCommands set for the default scope and no language_code."""
+    def commands(self, language_code: str = "") -> list[dict]:
+        """The commands setMyCommands set for the default scope and ``language_code`` ("": for every language)."""
         with self._lock:
-            return copy.deepcopy(self._commands.get(DEFAULT_SCOPE, []))
+            return copy.deepcopy(self._commands.get(DEFAULT_SCOPE + language_code, []))
 
 
 def _holds(predicate: Callable[[dict], Any], event: dict) -> bool:
