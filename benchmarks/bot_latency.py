@@ -1,6 +1,8 @@
-"""Reply latency of /status and /help while a training job runs and a dataset is being checked.
+"""Reply latency of /status and /help while a training job runs and a dataset is being checked, and of
+a warm /predict.
 
-    python benchmarks/bot_latency.py [--commands 200] [--slow-downloads 6 | --split-labels]
+    python benchmarks/bot_latency.py [--commands 200] [--predict 20] [--model-dir DIR]
+                                     [--slow-downloads 6 | --split-labels]
 
 The real bot process (`python -m bot`) talks to the fake Bot API on 127.0.0.1 (tests/fake_telegram/);
 latency is from the moment the update is queued to the moment the bot's reply arrives, polling
@@ -12,12 +14,20 @@ commands measured. The bot refuses loopback URLs, so the slow server runs in a n
 namespace this run makes, on a veth pair with 10.213.x.y/30 addresses, and the bot gets
 DETBOT_ALLOW_PRIVATE_URLS=true; both are deleted at the end. `--split-labels` measures the
 same four commands without the downloads, as the control. See benchmarks/README.md.
+
+`--predict N` (default 20; 0: none) has Ann send a photo to her finished mobilenetv2-fpn model once
+(the cold start: the bot spawns the worker, which loads TensorFlow and the model), then N more, first
+before the scene is set (only the bot runs: target p95 under 1 s) and then, after the commands (which
+must overlap the check), while the training goes on. The model is a 20-step training of the shapes
+dataset (a photo costs the same at any accuracy), built into `--model-dir` (a few minutes) unless an
+earlier run left it there.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import statistics
 import sys
@@ -31,13 +41,29 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.drip_network import DripNetwork  # noqa: E402
 from bot.uploads import DOWNLOAD_THREADS  # noqa: E402
-from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
+from pipeline.data.steps import PrepareOptions, prepare  # noqa: E402
+from pipeline.data.synthetic import SyntheticSpec, make_voc_zip, render_sample  # noqa: E402
+from tests.conftest import pipeline_cli  # noqa: E402
 from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram  # noqa: E402
-from tests.test_bot_e2e import ANN, BOB, BotProcess, kill_trainers, start_training, text_of, upload  # noqa: E402
+from tests.test_bot_e2e import (  # noqa: E402
+    ANN,
+    BOB,
+    BotProcess,
+    job_id,
+    kill_trainers,
+    say,
+    seed_finished_job,
+    start_training,
+    text_of,
+    upload,
+)
 
 CAT = 1003  # splits and relabels her own small dataset (--slow-downloads, --split-labels)
 DOWNLOADERS = 3001  # the slow downloaders are users 3001, 3002, ...
 EXPECT = {"/status": "Job ", "/help": "Pascal VOC", "/split": "Split: ", "/labels": "Classes (id: name)"}
+# The benchmark's model: the shared test job's recipe, 20 steps (a warm photo costs the same at any accuracy).
+SHORT_TRAINING = ["--model", "mobilenetv2-fpn", "--no-pretrained", "--steps", "20", "--batch-size", "4"]
+SHORT_TRAINING += ["trainer.steps_per_loop=10", "trainer.checkpoint_interval=10", "trainer.validation_interval=20"]
 
 
 def measure(tg, user, command: str, expect: str, early: list) -> float:
@@ -68,6 +94,7 @@ class Tally:
     """What the measuring loop counts as it goes."""
 
     results: dict[str, list[float]]  # command -> milliseconds to each reply
+    predict: dict[str, list[float]] = field(default_factory=dict)  # "cold" | "quiet" | "busy" -> ms per photo
     early: list[str] = field(default_factory=list)
     checking: int = 0  # commands answered while the big dataset was still being checked
     dripping: int = 0  # commands answered while every slow download was in progress
@@ -91,6 +118,8 @@ def main() -> int:
     commands = ["/status", "/help", "/split", "/labels"] if edits else ["/status", "/help"]
     tally = Tally({command: [] for command in commands})
     report, finished = None, False
+    if args.predict:
+        _seed_model(work, args.model_dir or work / "model")
     try:
         if drip:
             drip.start()
@@ -98,10 +127,14 @@ def main() -> int:
         with FakeTelegram(DEFAULT_TOKEN, download_limit=2000 * 2**20) as tg:
             bot = BotProcess(tg, work / "data", **_bot_settings(slow, edits, downloaders))
             try:
+                if args.predict:
+                    _predict_photos(tg, args.predict, tally, quiet=True)
                 users = _set_the_scene(tg, work, big, edits, args.split_images)
                 if drip:
                     drip.start_downloads(tg, downloaders)
                 _run_commands(tg, users, commands, args.commands, tally, drip, downloaders)
+                if args.predict:  # after the commands, which must overlap the check: the training goes on
+                    _predict_photos(tg, args.predict, tally, quiet=False)
                 if drip:
                     report = drip.report(tg, downloaders)
                 finished = True
@@ -135,6 +168,8 @@ def _parse_args() -> argparse.Namespace:
         help="also measure /split and /labels (implied by --slow-downloads): the control run",
     )
     parser.add_argument("--split-images", type=int, default=24, help="size of the dataset /split rewrites")
+    parser.add_argument("--predict", type=int, default=20, metavar="N", help="warm /predict photos (0: none)")
+    parser.add_argument("--model-dir", type=Path, help="where the /predict model is kept between runs")
     return parser.parse_args()
 
 
@@ -156,21 +191,57 @@ def _set_the_scene(tg, work: Path, big: Path, edits: bool, split_images: int) ->
     cat = tg.user(CAT, "Cat")
     if edits:
         upload(tg, cat, work, images=split_images)
-    start_training(tg, ann, "100000 steps trainer.validation_interval=100000")
+    job = job_id(start_training(tg, ann, "100000 steps trainer.validation_interval=100000"))
     tg.wait_for(lambda m: "step " in text_of(m), chat_id=ANN, timeout=180)
     bob.send_document(big.read_bytes(), "big.zip")
     tg.wait_for(lambda m: "Checking it" in text_of(m), chat_id=BOB, timeout=60)
-    return {"/status": ann, "/help": ann, "/split": cat, "/labels": cat}
+    # "/status JOB": with her finished /predict job too, a bare /status lists her jobs to pick from.
+    return {
+        "/status": (ann, f"/status {job}"),
+        "/help": (ann, "/help"),
+        "/split": (cat, None),
+        "/labels": (cat, "/labels"),
+    }
+
+
+def _seed_model(work: Path, models: Path) -> None:
+    """Ann's finished job in the bot's store, as the bot records one (``seed_finished_job``); its
+    workspace, job and archive built into ``models`` unless an earlier run left them there."""
+    workspace, job, archive = models / "ws", models / "job", models / "model.zip"
+    if not archive.exists():
+        print(f"building the /predict model in {models} (about two minutes)...", file=sys.stderr)
+        models.mkdir(parents=True, exist_ok=True)
+        shapes = make_voc_zip(models / "shapes.zip", SyntheticSpec(images=40, seed=7))
+        prepare(shapes, workspace, PrepareOptions(val_ratio=0.2))
+        pipeline_cli("train", str(workspace), *SHORT_TRAINING, "--job-dir", str(job))
+        pipeline_cli("export", str(job), "--out", str(archive), "--no-tflite")
+    seed_finished_job(work / "data", job, archive, workspace)
+
+
+def _predict_photos(tg, count: int, tally: Tally, quiet: bool) -> None:
+    """Milliseconds from a photo's update to the bot's photo in reply: the first one cold (when quiet)."""
+    ann, photo = tg.user(ANN, "Ann"), render_sample(random.Random(3), SyntheticSpec(), "photo.jpg")[0]
+    if quiet:
+        tg.wait_until_polling()
+        tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, timeout=120)  # her finished job's archive
+        say(tg, ann, "/predict", "model of job")
+    for index in range(count + quiet):
+        mark = tg.mark()
+        started = time.perf_counter()
+        ann.send_photo(photo)
+        tg.wait_for(lambda m: m["event"] == "sent" and m["kind"] == "photo", chat_id=ANN, since=mark, timeout=300)
+        phase = "cold" if quiet and index == 0 else "quiet" if quiet else "busy"
+        tally.predict.setdefault(phase, []).append((time.perf_counter() - started) * 1000)
 
 
 def _run_commands(tg, users: dict, commands: list[str], count: int, tally: Tally, drip, downloaders) -> None:
     for index in range(count):
         command = commands[index % len(commands)]
-        text = command
+        user, text = users[command]
         if command == "/split":  # a real change each time: 0.2, 0.1, 0.2, ...
             text = f"/split {0.2 if index // len(commands) % 2 == 0 else 0.1}"
         try:
-            tally.results[command].append(measure(tg, users[command], text, EXPECT[command], tally.early))
+            tally.results[command].append(measure(tg, user, text, EXPECT[command], tally.early))
         except AssertionError:  # no reply in 30 s: that is the finding, not a crash
             tally.timed_out = command
             return
@@ -220,9 +291,27 @@ def _print(tally: Tally, args, report: dict | None) -> None:
             "before the reply; timing to the first matching edit (as this script first did) would have "
             "stopped early there."
         )
+    _print_predict(tally.predict, args)
     why = f"no reply to {timed_out} in 30 s" if timed_out else f"worst p95 {worst:.1f} ms"
     print(f"target p95 < 300 ms: {'TARGET MET' if worst < 300 else 'TARGET MISSED'} ({why})")
     print(f"command: {' '.join(sys.argv)}\nload average: {os.getloadavg()}")
+
+
+def _print_predict(predict: dict[str, list[float]], args) -> None:
+    """Cold, then warm p50/p95 per phase; the target is judged on the quiet phase."""
+    if not predict:
+        return
+    print(f"/predict (mobilenetv2-fpn, {args.predict} warm photos per phase): cold {predict['cold'][0]:.0f} ms")
+    p95 = {}
+    for phase in ("quiet", "busy"):
+        values = predict.get(phase, [])
+        if values:
+            p95[phase] = statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+            median = statistics.median(values)
+            print(f"  warm, {phase:<5} p50 {median:7.1f} ms  p95 {p95[phase]:7.1f} ms  max {max(values):7.1f} ms")
+    if "quiet" in p95:
+        verdict = "TARGET MET" if p95["quiet"] < 1000 else "TARGET MISSED"
+        print(f"target warm /predict p95 < 1 s with only the bot running: {verdict} ({p95['quiet']:.1f} ms)")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ it, in a subprocess on every core, with its process tree sampled for RSS and CPU
 benchmarks/README.md for how to read the output. Workspaces are deleted only at the end:
 on journal-less ext4 (like this machine's) each file created soon after thousands were
 deleted costs ~0.5 ms of kernel time (`recently_deleted` inode scan), skewing the next run.
+The same images are also written as COCO JSON and YOLO zips and prepared in turns with the
+VOC one: reading another format must not cost more than 10% over VOC.
 
     .venv/bin/python benchmarks/ingest.py [--images 2000] [--workdir DIR | --keep]
 """
@@ -28,9 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from pipeline.data.images import check_image  # noqa: E402
 from pipeline.data.parallel import chunks, default_workers, parallel_map  # noqa: E402
-from pipeline.data.synthetic import SyntheticSpec, make_voc_zip  # noqa: E402
+from pipeline.data.synthetic import SyntheticSpec, make_dataset_zip  # noqa: E402
 
 TARGET_RATIO = 5.0  # prepare may take at most this many times the floor
+FORMATS = ("voc", "coco", "yolo")  # the same images and boxes in each annotation format
+FORMAT_SLACK = 0.10  # COCO and YOLO may take at most this much longer than VOC
 MEMORY_GROWTH_LIMIT = 0.20  # peak tree RSS may grow at most this much from N/4 to N images
 SAMPLE_SECONDS = 0.05
 SLOW_CREATE_SECONDS = 100e-6  # per empty file; ~25 us is normal on ext4
@@ -60,16 +64,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def dataset(workdir: Path, images: int, seed: int) -> tuple[Path, float | None]:
-    """The zip for (images, seed), generated once; returns it and the generation time (None: cached)."""
-    path = workdir / f"voc-{images}-seed{seed}.zip"
+def dataset(workdir: Path, images: int, seed: int, fmt: str = "voc") -> tuple[Path, float | None]:
+    """The zip for (images, seed, format), generated once; returns it and the generation time (None: cached)."""
+    path = workdir / f"{fmt}-{images}-seed{seed}.zip"
     if path.exists():
         return path, None
     spec = SyntheticSpec(
         images=images, seed=seed, size=(640, 480), size_jitter=0.25, boxes=(1, 4), photo_like=True, quality=90
     )
     start = time.perf_counter()
-    make_voc_zip(path.with_suffix(".partial"), spec).replace(path)
+    make_dataset_zip(path.with_suffix(".partial"), spec, fmt).replace(path)
     return path, time.perf_counter() - start
 
 
@@ -248,6 +252,7 @@ class Results:
     steps: dict[str, float]
     failures: list[str]
     tf_modules: list[str]
+    formats: dict[str, float]  # format -> best prepare seconds at N images, measured interleaved
 
 
 def print_table(args, res: Results) -> None:
@@ -314,6 +319,14 @@ def print_verdicts(args, res: Results) -> None:
             "WARNING: creating a file costs > 100 us here, likely because many files on this file system "
             "were deleted minutes ago (see the docstring); extraction pays the same"
         )
+    voc = res.formats["voc"]
+    print(
+        "\nformats, same images (best of the interleaved runs): "
+        + ", ".join(f"{fmt} {seconds:.2f} s ({seconds / voc - 1:+.0%})" for fmt, seconds in res.formats.items())
+    )
+    formats_ok = all(seconds <= voc * (1 + FORMAT_SLACK) for seconds in res.formats.values())
+    verdict = "TARGET MET" if formats_ok else "TARGET MISSED"
+    print(f"format target (COCO and YOLO within {FORMAT_SLACK:.0%} of VOC): {verdict}")
     speed_ok = large.seconds <= TARGET_RATIO * res.floor_s and not res.tf_modules and not res.failures
     print(
         f"\nspeed target (<= {TARGET_RATIO:g}x floor, no TensorFlow, every image): "
@@ -343,7 +356,23 @@ def measure(args, workdir: Path) -> Results:
         runs[count], failed = prepare_runs(archives[count], workdir, count, args.repeats)
         failures += [f"{count} images: {failure}" for failure in failed]
     tf_modules, steps = tensorflow_imports(archive, workdir), step_times(archive, workdir)
-    return Results(sizes, floor_s, decode_s, create_s, runs, steps, failures, tf_modules)
+    formats, failed = format_times(workdir, args)
+    failures += failed
+    return Results(sizes, floor_s, decode_s, create_s, runs, steps, failures, tf_modules, formats)
+
+
+def format_times(workdir: Path, args) -> tuple[dict[str, float], list[str]]:
+    """Best prepare time of each format's zip, the formats taking turns so machine noise hits them alike."""
+    archives = {fmt: dataset(workdir, args.images, args.seed, fmt)[0] for fmt in FORMATS}
+    times: dict[str, list[float]] = {fmt: [] for fmt in FORMATS}
+    failures = []
+    for index in range(args.repeats):
+        for fmt, archive in archives.items():
+            workspace = workdir / "workspaces" / f"format-{fmt}-{index}"
+            run = monitored(pipeline_cmd("prepare", archive, "--out", workspace), workdir)
+            failures += [f"{fmt}: {failure}" for failure in verify(run, args.images)]
+            times[fmt].append(run.seconds)
+    return {fmt: min(values) for fmt, values in times.items()}, sorted(set(failures))
 
 
 def main() -> int:

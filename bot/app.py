@@ -26,6 +26,7 @@ from .config import Settings
 from .datasets import DatasetService
 from .errors import STORE_FAULTS, user_text
 from .monitor import watch
+from .predictor import Predictions, WarmPredictors
 from .training import TrainingService
 from .users import Users
 
@@ -93,6 +94,8 @@ async def _post_init(app: Application) -> None:
         # It asks nvidia-smi what the machine has, once, for every card and recommendation after.
         training=await asyncio.to_thread(TrainingService, store, settings),
     )
+    pool = WarmPredictors(settings.predict_idle_s, settings.predict_models, settings.predict_timeout_s)
+    app.bot_data["predictions"] = Predictions(app.bot_data["services"].training, pool)  # loads models on demand
     await _set_commands(app)
     await _tell_interrupted(app, await asyncio.to_thread(datasets.recover_interrupted))
     await datasets.repair_interrupted_edits()
@@ -141,3 +144,5 @@ async def _post_shutdown(app: Application) -> None:
     if services:
         services.datasets.close()  # the check worker is killed; its dataset is settled at the next start
         services.datasets.store.close()
+    if "predictions" in app.bot_data:
+        app.bot_data["predictions"].pool.close()  # the warm models are killed

@@ -37,6 +37,9 @@ class Settings:
     allow_private_urls: bool = False  # URLs fetched for a chat user may name private (RFC 1918/ULA) hosts
     max_steps: int = DEFAULT_MAX_STEPS  # the most training steps a chat user may ask for
     pretrained: bool = True  # start from the catalogue's checkpoints; False: from scratch, nothing downloaded
+    predict_models: int = 2  # models kept loaded for /predict at once; 0: a TensorFlow process per photo
+    predict_idle_s: float = 600.0  # a loaded model unused this long is unloaded
+    predict_timeout_s: float = 60.0  # the most one photo may take a loaded model
 
     @property
     def db_path(self) -> Path:
@@ -88,6 +91,9 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         allow_private_urls=_flag(values, "DETBOT_ALLOW_PRIVATE_URLS"),
         max_steps=_whole(values, "DETBOT_MAX_STEPS", DEFAULT_MAX_STEPS),
         pretrained=not _flag(values, "DETBOT_NO_PRETRAINED"),
+        predict_models=int(_number(values, "DETBOT_PREDICT_MODELS", 2, minimum=0)),
+        predict_idle_s=_number(values, "DETBOT_PREDICT_IDLE_S", 600.0, minimum=1),
+        predict_timeout_s=_number(values, "DETBOT_PREDICT_TIMEOUT_S", 60.0, minimum=1),
     )
 
 

@@ -37,7 +37,12 @@ def user_text(error: BaseException, secrets: Iterable[str] = ()) -> str | None:
     if isinstance(error, Refused):
         return str(error)
     if isinstance(error, PipelineError):
-        return texts.pipeline_error(error.kind, redact(str(error), secrets))
+        return texts.pipeline_error(error.kind, redact(str(error), secrets), error.details)
     if isinstance(error, StoreError):
         return texts.store_error(error.kind, error.params)
     return None
+
+
+def cli_error_text(error: dict, secrets: Iterable[str] = ()) -> str:
+    """What a chat user is told about a ``python -m pipeline ... --json`` error: ``{"kind", "message", "details"}``."""
+    return texts.pipeline_error(error.get("kind", ""), redact(error.get("message", ""), secrets), error.get("details"))

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from telegram import File, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatAction
 from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from pipeline.train.catalogue import catalog
 
-from . import cleanup, guide, send, texts
+from . import cards, cleaned, fixes, guide, lists, predictor, preferences, results, send, texts
 from .datasets import DatasetService
-from .monitor import announce_launch_failure, send_archive
+from .monitor import announce_launch_failure
 from .training import TrainingService
 from .users import Users
 
@@ -42,6 +43,7 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     language = user and await services(context).users.admit(user.id, user.full_name, user.language_code)
     if language:
         texts.speak(language)  # every reply to this update, in its task, is in the user's language
+        cards.open_for(user.id)  # and every card it sends answers only this user
         return
     texts.speak(texts.language_of(user and user.language_code))
     if update.callback_query:
@@ -56,9 +58,9 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    buttons = [InlineKeyboardButton(name, callback_data=f"lang:{code}") for code, name in texts.LANGUAGE_NAMES.items()]
-    follow = [InlineKeyboardButton(texts.FOLLOW_TELEGRAM, callback_data="lang:")]
-    await send.text(update.effective_message, texts.SETTINGS, InlineKeyboardMarkup([buttons, follow]))
+    training = services(context).training
+    user = await asyncio.to_thread(training.store.get_user, update.effective_user.id)
+    await send.text(update.effective_message, *preferences.card(user, training.settings))
 
 
 async def document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -82,20 +84,23 @@ async def dataset_url(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 
 async def _check(message, svc: Services, dataset) -> None:
     await send.text(message, texts.checking(dataset.name))
-    checked = await svc.datasets.check(dataset)
+    async with send.acting(message.get_bot(), message.chat_id, ChatAction.TYPING):  # a check takes a while
+        checked = await svc.datasets.check(dataset)
     if not checked.dataset.ready:
         await send.text(message, texts.could_not_use(dataset.name, checked.dataset.error))
         return
     chat, whole = texts.report(dataset.id, checked.dataset.summary)
-    await send.report(message, chat, whole, texts.report_file(dataset.id))
+    await send.report(message, chat, whole, texts.report_file(dataset.id), reply_markup=fixes.keyboard(checked.dataset))
     if checked.preview:
         await send.photo(message, checked.preview, texts.PREVIEW_CAPTION)
 
 
 async def split(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    report = await services(context).datasets.split(update.effective_user.id, context.args or [])
-    chat, whole = texts.split(report["dataset"], report["splits"], report["warnings"])
-    await send.report(update.effective_message, chat, whole, texts.split_file(report["dataset"]))
+    if not context.args:  # the split there is, and buttons for common ratios
+        await lists.split_card(update, context)
+        return
+    report = await services(context).datasets.split(update.effective_user.id, context.args)
+    await lists.send_split(update.effective_message, report)
 
 
 async def labels(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -119,7 +124,9 @@ async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         ]
         for spec in catalog()
     ]
-    await send.text(update.effective_message, texts.pick_model(choice.name, choice.reason), InlineKeyboardMarkup(rows))
+    reason = texts.recommendation(choice.kind, choice.params)
+    text = texts.model_menu(choice.name, reason, [spec.to_json() for spec in catalog()])
+    await send.text(update.effective_message, text, InlineKeyboardMarkup(rows))
 
 
 async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -135,17 +142,15 @@ async def train(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not context.args and await lists.jobs(update, context, at_least=2):  # several: pick one with a button
+        return
     text = services(context).training.status(update.effective_user.id, _named(context))
     await send.text(update.effective_message, text)
 
 
 async def stop(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     job = services(context).training.pick(update.effective_user.id, _named(context))
-    buttons = [
-        InlineKeyboardButton(texts.CONFIRM_STOP, callback_data=f"stop:{job.id}"),
-        InlineKeyboardButton(texts.KEEP_RUNNING, callback_data="noop"),
-    ]
-    await send.text(update.effective_message, texts.confirm_stop(job.id), InlineKeyboardMarkup([buttons]))
+    await send.text(update.effective_message, *lists.stop_card(job))
 
 
 async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -155,17 +160,17 @@ async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def jobs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await cleanup.jobs(update, context)  # the list, disk use, and delete buttons for ended jobs
+    await lists.jobs(update, context)  # one entry per job with its buttons, and the disk use
 
 
 async def datasets(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await cleanup.datasets(update, context)
+    await lists.datasets(update, context)
 
 
 async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    training = services(context).training
-    archive = await training.model_archive(update.effective_user.id, _named(context))
-    await send_archive(context.bot, update.effective_chat.id, archive, training.settings.upload_limit_mb)
+    svc = services(context)
+    job = svc.training.pick(update.effective_user.id, _named(context), ("finished",))
+    await results.export_to(context.bot, update.effective_chat.id, svc, job)
 
 
 async def predict(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -180,14 +185,15 @@ async def photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if album is None:
         return
     message = album[0]
-    drawn, found = await services(context).training.predict_photo(
+    drawn, shot = await context.bot_data["predictions"].photo(
         update.effective_user.id,
         context.user_data.get(guide.PREDICT),
         str(message.message_id),
         _saver(message.photo[-1] if message.photo else message.document),
     )
     note = [texts.album_note(len(album))] if len(album) > 1 else []
-    await send.photo(message, drawn, "\n".join([texts.detections(found), *note]))
+    caption = "\n".join([texts.detections(shot.shown), *note])
+    await send.photo(message, drawn, caption, reply_markup=predictor.threshold_buttons(shot))
 
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -247,9 +253,17 @@ async def save_file(file: File, path: Path) -> None:
     await asyncio.to_thread(path.write_bytes, data)
 
 
+# Buttons whose module answers them whole: callback data "<its BUTTON>:<rest>".
+BUTTON_MODULES = {fixes.BUTTON: fixes, cleaned.BUTTON: cleaned}
+
+
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query, svc, user_id = update.callback_query, services(context), update.effective_user.id
-    kind, _, rest = (query.data or "").partition(":")
+    owner, data = cards.owner_and_data(query)
+    if owner != user_id:  # someone else's card in a group: it stays as it is, for its owner
+        await query.answer(texts.not_your_card(cards.owner_name(svc.users.store, owner)), show_alert=True)
+        return
+    kind, _, rest = data.partition(":")
     await query.answer()
     if kind == "model":
         await send.edit(query, texts.model_chosen(svc.training.choose_model(user_id, rest)))
@@ -266,13 +280,30 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif kind == "noop":
         await query.edit_message_reply_markup(None)
     elif kind == "ds":
-        await cleanup.dataset_button(query, context, *rest.split(":", 1))
+        await lists.dataset_button(query, context, *rest.partition(":")[::2])
+    elif kind == "job":
+        await lists.job_button(query, context, *rest.partition(":")[::2])
     elif kind == "jobdel":
-        await cleanup.job_files_button(query, context, *rest.split(":", 1))
+        await lists.job_files_button(query, context, *rest.partition(":")[::2])
     elif kind == "preddel":
-        await cleanup.predictions_button(query, context, rest)
+        await lists.predictions_button(query, context, rest)
+    elif kind == "split":
+        await lists.split_button(query, context, *rest.partition(":")[::2])
+    elif kind in BUTTON_MODULES:
+        await BUTTON_MODULES[kind].button(query, context, rest)
     elif kind == "keep":
         await send.edit(query, texts.CANCELLED_DELETE)
+    elif kind == predictor.BUTTON_KIND:
+        redrawn = await context.bot_data["predictions"].redraw(user_id, rest)
+        if redrawn:  # None: a second tap on a level already shown
+            drawn, shot = redrawn
+            caption = texts.threshold_caption(shot.shown, shot.threshold)
+            await send.edit_photo(query, drawn, caption, predictor.threshold_buttons(shot))
+    elif kind == "notify":  # /settings: quiet, loss curves
+        user = await asyncio.to_thread(preferences.choose, svc.training.store, user_id, rest)
+        await send.edit(query, *preferences.card(user, svc.training.settings))
+    elif kind == "slim":  # the smaller archive, or the parts, of one too big to send
+        await results.offer_pressed(query, svc, user_id, rest)
     elif kind == "lang":
         await svc.users.set_language(user_id, rest)
         texts.speak(texts.choose(rest, update.effective_user.language_code))

@@ -17,6 +17,7 @@ from pipeline.train.job_process import process_start, running_pid
 from storage import Job
 
 from . import texts
+from .preferences import Notifications, notifications
 from .redact import log_tail, redact
 
 log = logging.getLogger("bot.training")  # the service this is half of
@@ -24,15 +25,23 @@ log = logging.getLogger("bot.training")  # the service this is half of
 STARTUP_GRACE_S = 120.0
 # Failures the trainer could not explain: the end of its log says more than its message.
 UNEXPLAINED = frozenset({"internal"})
+RESULTS = "results"  # the notice a finished job's results are owed under, until they reach its user
+
+
+def due(last: float | None, now: float, interval: float | None) -> bool:
+    """Whether something sent at most once per ``interval`` seconds may go at ``now``; ``last``: when it last
+    went (None: never); interval None: never."""
+    return interval is not None and (last is None or now - last >= interval)
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    kind: str  # status | photo | alert | text | finished | launch_failed
+    kind: str  # status | photo | album | alert | text | finished | launch_failed
     job: Job
     text: str = ""
     path: Path | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # album: "photos", [(path, caption)]; finished: "whole"
+    silent: bool = False  # without a sound: the user chose quiet, and this is neither a result nor an alert
 
 
 class JobEventsMixin:
@@ -42,16 +51,20 @@ class JobEventsMixin:
     """
 
     def poll(self, job: Job) -> list[Outgoing]:
-        """Mirror new events of a running job and say what the user should see."""
+        """Mirror new events of a running job and say what the user should see.
+
+        The status message changes at most once per progress interval (edits never notify, but they move the
+        chat); the end of a job, alerts and failures go at once."""
         events = self._mirror(job)
         job = self.store.job_by_id(job.id)
-        out = [message for event in events for message in self._on_event(job, event)]
+        notify = notifications(self.store, self.settings, job.user_id)
+        out = [message for event in events for message in self._on_event(job, event, notify)]
         terminal = next((e for e in events if e["event"] in ("finished", "failed", "stopped")), None)
         if terminal is None and job.active and not running_pid(JobPaths(job.job_dir)) and self._gone(job):
             job = self.store.update_job(job.id, status="interrupted", finished=time.time())
             out.append(Outgoing("text", job, texts.interrupted(job.id, self.log_tail(job))))
-        elif self._edit_due(job) or events:
-            out.append(Outgoing("status", job, self.status_text(job)))
+        elif terminal is not None or self._edit_due(job):  # a job's last state shows at once
+            out.append(Outgoing("status", job, self.status_text(job), silent=notify.quiet))
         return out
 
     def _gone(self, job: Job) -> bool:
@@ -98,15 +111,17 @@ class JobEventsMixin:
             self.store.add_events(job.id, last.seq + 1 if last else 0, events, position)
         return events
 
-    def _on_event(self, job: Job, event: dict) -> list[Outgoing]:
+    def _on_event(self, job: Job, event: dict, notify: Notifications) -> list[Outgoing]:
         kind, step = event["event"], event["step"]
         if kind == "nan" and not self.store.notice_sent(job.id, "nan_alert", step):
             self.store.add_notice(job.user_id, job.chat_id, "nan_alert", job_id=job.id, step=step)
             return [Outgoing("alert", job, texts.nan_alert(job.id, event))]
         if kind in ("eval", "progress"):
-            return self._plots(job, event)
+            return self._plots(job, event, notify)
         if kind == "finished":
             self.store.update_job(job.id, status="finished", finished=time.time())
+            # Owed until the album and the archive reach the user: a restart meanwhile still delivers them, once.
+            self.store.add_notice(job.user_id, job.chat_id, RESULTS, job_id=job.id)
             chat, whole = texts.finished(job.id, event)
             return [Outgoing("finished", job, chat, extra={"whole": whole})]
         if kind == "failed":
@@ -116,33 +131,40 @@ class JobEventsMixin:
             return [Outgoing("text", job, texts.failed(job.id, event, message, trainer_log))]
         if kind == "stopped":
             self.store.update_job(job.id, status=kind, finished=time.time(), error=event.get("message"))
-            return [Outgoing("text", job, texts.stopped(job.id, step))]
+            return [Outgoing("text", job, texts.stopped(job.id, step), silent=notify.quiet)]
         return []
 
-    def _plots(self, job: Job, event: dict) -> list[Outgoing]:
+    def _plots(self, job: Job, event: dict, notify: Notifications) -> list[Outgoing]:
+        """Curves while training, at most one per the user's plot interval: an evaluation's (the curve and its
+        detections, as one album) or else a loss curve."""
         step, job_paths = event["step"], JobPaths(job.job_dir)
-        if event["event"] == "eval" and job_paths.loss_plot.exists():
-            self._last_plot[job.id] = event["time"]
-            self.store.update_job(job.id, last_plot_step=step)
-            out = [Outgoing("photo", job, texts.eval_caption(job.id, step, event), job_paths.loss_plot)]
-            if job_paths.detections.exists():
-                out.append(Outgoing("photo", job, texts.detections_caption(job.id, step), job_paths.detections))
-            return out
-        if event["event"] == "progress" and self._plot_due(job, event):
-            self._last_plot[job.id] = event["time"]
-            self.store.update_job(job.id, last_plot_step=step)
-            return [Outgoing("photo", job, texts.loss_caption(job.id, step), job_paths.loss_plot)]
-        return []
+        if not job_paths.loss_plot.exists() or not self._plot_due(job, event, notify.plot_interval_s):
+            return []
+        self._last_plot[job.id] = event["time"]
+        self.store.update_job(job.id, last_plot_step=step)
+        if event["event"] == "progress":
+            return [Outgoing("photo", job, texts.loss_caption(job.id, step), job_paths.loss_plot, silent=notify.quiet)]
+        photos = [(job_paths.loss_plot, texts.eval_caption(job.id, step, event))]
+        if job_paths.detections.exists():
+            photos.append((job_paths.detections, texts.detections_caption(job.id, step)))
+        return [Outgoing("album", job, extra={"photos": photos}, silent=notify.quiet)]
 
-    def _plot_due(self, job: Job, event: dict) -> bool:
-        """A loss curve every plot interval of training time (evaluations send one too)."""
-        if not JobPaths(job.job_dir).loss_plot.exists():
+    def _plot_due(self, job: Job, event: dict, interval: float | None) -> bool:
+        """At most one curve per interval of training time. The first evaluation's goes at once; a loss curve
+        one interval into training, and only while evaluations are rarer than two intervals: an evaluation's
+        album shows the loss too. After a restart, a job that had curves waits one interval."""
+        last = self._last_plot.get(job.id)
+        if last is None and job.last_plot_step is not None:
+            last = self._last_plot[job.id] = event["time"]
+        if event["event"] == "eval":
+            return due(last, event["time"], interval)
+        evaluation = self.store.last_event(job.id, "eval")
+        if evaluation is not None and not due(evaluation.time, event["time"], 2 * (interval or 0) or None):
             return False
-        last = self._last_plot.setdefault(job.id, event["time"])
-        return event["time"] - last >= self.settings.plot_interval_s
+        return due(job.started or job.created if last is None else last, event["time"], interval)
 
     def _edit_due(self, job: Job) -> bool:
-        return time.monotonic() - self._last_edit.get(job.id, 0.0) >= self.settings.progress_interval_s
+        return due(self._last_edit.get(job.id), time.monotonic(), self.settings.progress_interval_s)
 
     def edited(self, job_id: str) -> None:
         self._last_edit[job_id] = time.monotonic()

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
-from . import send, texts
-from .errors import Refused
+from . import cards, results, send, texts
 from .job_events import Outgoing
 
 log = logging.getLogger(__name__)
@@ -35,6 +33,8 @@ async def watch(context: ContextTypes.DEFAULT_TYPE) -> None:
                 log.exception("job %s could not be watched this tick; the other jobs go on", job.id)
                 continue
             await send_all(context.bot, svc, job.user_id, outgoing)
+    # The end of a job (export, album, archive) runs as a task of its own: the next ticks do not wait for it.
+    await results.deliver_owed(context.bot, svc)
     try:
         started = await training.start_queued()
     except Exception:
@@ -54,8 +54,9 @@ async def send_all(bot: Bot, svc, user_id: int, items: list[Outgoing]) -> None:
     if not items or store.notices_paused(user_id):
         return
     try:
-        for outgoing in items:
-            await deliver(bot, svc, outgoing)
+        with cards.opened_for(user_id):  # in a group chat, a job's buttons answer only its owner
+            for outgoing in items:
+                await deliver(bot, svc, outgoing)
     except Forbidden as error:
         store.pause_notices(user_id)
         log.warning(
@@ -72,7 +73,11 @@ async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:
     if outgoing.kind == "status":
         await _status(bot, svc, outgoing)
     elif outgoing.kind == "photo":
-        await send.photo((bot, job.chat_id), await asyncio.to_thread(outgoing.path.read_bytes), outgoing.text)
+        data = await asyncio.to_thread(outgoing.path.read_bytes)
+        await send.photo((bot, job.chat_id), data, outgoing.text, silent=outgoing.silent)
+    elif outgoing.kind == "album":
+        photos = [(await asyncio.to_thread(path.read_bytes), caption) for path, caption in outgoing.extra["photos"]]
+        await send.album((bot, job.chat_id), photos, silent=outgoing.silent)
     elif outgoing.kind == "alert":
         buttons = InlineKeyboardMarkup(
             [
@@ -88,9 +93,8 @@ async def deliver(bot: Bot, svc, outgoing: Outgoing) -> None:
     elif outgoing.kind == "finished":
         await _status(bot, svc, Outgoing("status", store.job_by_id(job.id), svc.training.status_text(job)))
         await _finished(bot, job, outgoing)
-        await _export(bot, svc, job)
     else:
-        await send.text((bot, job.chat_id), outgoing.text)
+        await send.text((bot, job.chat_id), outgoing.text, silent=outgoing.silent)
 
 
 async def _status(bot: Bot, svc, outgoing: Outgoing) -> None:
@@ -109,7 +113,7 @@ async def _status(bot: Bot, svc, outgoing: Outgoing) -> None:
             if "not modified" in str(error).lower():
                 return
             log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
-    message = await send.text((bot, job.chat_id), text)
+    message = await send.text((bot, job.chat_id), text, silent=outgoing.silent)
     svc.training.remember_status(job.id, text, message.message_id)
 
 
@@ -135,26 +139,3 @@ async def announce_launch_failure(bot: Bot, training, job) -> None:
         log.info("status message of job %s cannot be edited (%s); sending a new one", job.id, error)
         await send.text((bot, job.chat_id), text)
     training.remember_status(job.id, text)
-
-
-async def _export(bot: Bot, svc, job) -> None:
-    try:
-        # A bot restarted between the export and its upload finds the archive there and only sends it.
-        archive = await svc.training.archive(job)
-    except Refused as error:
-        await send.text((bot, job.chat_id), str(error))
-        return
-    await send_archive(bot, job.chat_id, archive, svc.training.settings.upload_limit_mb)
-
-
-async def send_archive(bot: Bot, chat_id: int, archive: Path, limit_mb: int) -> None:
-    """The model archive, split into parts when it is above the upload limit."""
-    data = await asyncio.to_thread(archive.read_bytes)
-    part_size = limit_mb * 2**20 - 64 * 1024  # headroom for the multipart envelope
-    if len(data) <= part_size:
-        await send.document((bot, chat_id), data, archive.name, texts.ARCHIVE_CAPTION)
-        return
-    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
-    for number, part in enumerate(parts, start=1):
-        await send.document((bot, chat_id), part, f"{archive.name}.{number:03d}")
-    await send.text((bot, chat_id), texts.archive_parts(archive.name, len(data), limit_mb, len(parts)))

@@ -39,10 +39,8 @@ from .cli_runner import LAUNCH_LOG
 from .cli_runner import run_cli as _run_cli
 from .config import Settings
 from .datasets import ready_dataset
-from .errors import ConfigError, Refused, user_text
-from .guide import model_job
+from .errors import ConfigError, Refused, cli_error_text, user_text
 from .job_events import JobEventsMixin
-from .redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +121,7 @@ class TrainingService(JobEventsMixin):
             "batch_size": plan.batch_size,
             "steps": plan.steps,
             "epochs": plan.steps * plan.batch_size / facts.train_images,
-            "device": self.hardware.device,
+            "device": self.hardware.device_params,
             "estimate_s": plan.steps * per_step + 60 if per_step else None,
             "overrides": list(request.overrides),
             "start": start_point(spec, self.settings.pretrained).kind,
@@ -195,7 +193,8 @@ class TrainingService(JobEventsMixin):
 
     def _launch_failed(self, job: Job, out) -> Job:
         error = out.get("error") if isinstance(out, dict) else None
-        reason = error.get("message") if isinstance(error, dict) else None
+        reason = cli_error_text(error, self._secrets()) if isinstance(error, dict) and "kind" in error else None
+        reason = reason or (error.get("message") if isinstance(error, dict) else None)
         log.warning("job %s could not start: %s (the launch's stderr: %s)", job.id, reason, job.job_dir / LAUNCH_LOG)
         return self.store.update_job(job.id, status="failed", error=reason or texts.NO_TRAINER, finished=time.time())
 
@@ -255,49 +254,37 @@ class TrainingService(JobEventsMixin):
 
     # --- the trained model ------------------------------------------------------------------------------
 
-    async def model_archive(self, user_id: int, job_id: str | None) -> Path:
-        """The archive of the named finished job, else of the newest finished one."""
-        return await self.archive(self.pick(user_id, job_id, ("finished",)))
-
     async def archive(self, job: Job) -> Path:
         """The job's model archive: the one exported already, else exported now."""
         if job.archive and await asyncio.to_thread(job.archive.exists):
             return job.archive
         return await self.export(job)
 
-    async def predict_photo(
-        self, user_id: int, job_id: str | None, name: str, save: Callable[[Path], Awaitable[object]]
-    ) -> tuple[bytes, list[dict]]:
-        """Run a finished job's model on a photo ``save`` writes; the drawn PNG and the detections."""
-        job = model_job(self.store, user_id, job_id)
-        archive = await self.archive(job)
-        image = self.settings.user_dir(user_id) / "predict" / f"{name}.jpg"
-        await asyncio.to_thread(image.parent.mkdir, parents=True, exist_ok=True)
-        await save(image)
-        drawn = image.with_suffix(".out.png")
-        detections = await self.predict(archive, image, drawn, job=job)
-        return await asyncio.to_thread(drawn.read_bytes), detections
-
     async def export(self, job: Job) -> Path:
         archive = job.job_dir / f"model-{job.id}.zip"
         out = await self._run_cli(
-            ["export", str(job.job_dir), "--out", str(archive), "--json"], env=self._tool_env("export", job)
+            ["export", str(job.job_dir), "--out", str(archive), "--json"], env=self.tool_env("export", job)
         )
         if "error" in out:
-            raise Refused(texts.export_failed(job.id, redact(out["error"]["message"], self._secrets())))
+            raise Refused(texts.export_failed(job.id, cli_error_text(out["error"], self._secrets())))
         self.store.update_job(job.id, archive=archive)
         return archive
 
-    async def predict(self, archive: Path, image: Path, out: Path, job: Job | None = None) -> list[dict]:
-        """``job`` made the archive; without it, any of the bot's GPUs counts as the job's."""
+    async def predict(
+        self, archive: Path, image: Path, out: Path, job: Job | None = None, threshold: float | None = None
+    ) -> list[dict]:
+        """In a process of its own (warm models are ``bot/predictor.py``'s). ``job`` made the archive; without
+        it, any of the bot's GPUs counts as the job's."""
+        lowest = [] if threshold is None else ["--threshold", str(threshold)]
         result = await self._run_cli(
-            ["predict", str(archive), str(image), "--out", str(out), "--json"], env=self._tool_env("predict", job)
+            ["predict", str(archive), str(image), "--out", str(out), *lowest, "--json"],
+            env=self.tool_env("predict", job),
         )
         if isinstance(result, dict) and "error" in result:
-            raise Refused(redact(result["error"]["message"], self._secrets()))
+            raise Refused(cli_error_text(result["error"], self._secrets()))
         return result
 
-    def _tool_env(self, what: str, job: Job | None) -> dict[str, str] | None:
+    def tool_env(self, what: str, job: Job | None) -> dict[str, str] | None:
         """An export or prediction runs on one GPU of its job that no training holds, else on the CPU.
 
         One GPU: both run on a single device, and every other visible GPU would cost a CUDA context.

@@ -32,7 +32,7 @@ from storage import Dataset, DatasetInUse, Job, QuotaExceeded
 from . import texts
 from .archives import kind_by_bytes, kind_by_name
 from .checker import CheckPool
-from .errors import Refused
+from .errors import Refused, cli_error_text
 from .usage import Usage, dataset_bytes, folder_bytes, measure
 
 log = logging.getLogger(__name__)
@@ -146,16 +146,12 @@ class UploadsMixin:
         try:
             budget = await self._reserve_extraction(dataset, archive)
         except DatasetRejected as error:
-            return await self._fail(dataset, texts.pipeline_error(error.kind, str(error)))
+            return await self._fail(dataset, texts.pipeline_error(error.kind, str(error), error.details))
         except QuotaExceeded as error:
             return await self._fail(dataset, texts.quota_full(error.used, error.limit, error.wanted))
         result = await self.checker.run(archive, dataset.workspace, budget)
         if "summary" not in result:
-            error = (
-                texts.pipeline_error(result["error"]["kind"], result["error"]["message"])
-                if "error" in result
-                else texts.check_crashed(result["crash"])
-            )
+            error = cli_error_text(result["error"]) if "error" in result else texts.check_crashed(result["crash"])
             return await self._fail(dataset, error)
         size = await asyncio.to_thread(dataset_bytes, dataset.workspace)
         self.store.set_current_dataset(dataset.user_id, dataset.id)

@@ -1,8 +1,10 @@
 """Exceptions of the dataset and training pipeline.
 
-Every message is written for the person who sent the data: what is wrong, in
-which file, and what to do. The CLI and the bot show ``str(error)`` as it is and
-use ``kind`` for machine-readable output.
+Every message is written for the person at the CLI: what is wrong, in which file, and
+what to do (it may name the CLI's options). Each error a chat user can meet also has a
+specific ``kind`` and its data in ``details`` (names, counts, sizes, where in the zip),
+from which the bot words it in the user's language with chat commands
+(``bot/texts/pipeline_errors.py``); a kind it does not know shows the message.
 """
 
 from __future__ import annotations

@@ -64,6 +64,14 @@ class UsersAndDatasets(Connection):
         with self._write():
             return self._update_user(user_id, {"language": language})
 
+    def set_notifications(self, user_id: int, *, quiet=_UNCHANGED, plot_minutes=_UNCHANGED) -> User:
+        """How the bot notifies the user (see ``User``); None restores a default. The bot validates values."""
+        changes = {
+            key: value for key, value in (("quiet", quiet), ("plot_minutes", plot_minutes)) if value is not _UNCHANGED
+        }
+        with self._write():
+            return self._update_user(user_id, changes)
+
     def user_language(self, user_id: int) -> tuple[str | None, str | None]:
         """(the language chosen, the app's language_code as last seen); Nones for an unknown user."""
         with self._read():

@@ -103,6 +103,16 @@ class JobsAndEvents(Connection):
             )
         return [Job.from_row(row) for row in rows]
 
+    def job_page(self, user_id: int, offset: int, limit: int) -> tuple[list[Job], int]:
+        """``limit`` of the user's jobs from ``offset``, newest first, and how many they have in all."""
+        with self._read():
+            total = self._one("SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?", [user_id])["n"]
+            rows = self._all(
+                f"SELECT {columns(Job)} FROM jobs WHERE user_id = ? ORDER BY rowid DESC LIMIT ? OFFSET ?",
+                [user_id, int(limit), max(int(offset), 0)],
+            )
+        return [Job.from_row(row) for row in rows], int(total)
+
     def update_job(self, job_id: str, **fields) -> Job:
         """Change some of a job's columns; ``updated`` is stamped. Returns the job as it now is."""
         unknown = set(fields) - UPDATABLE

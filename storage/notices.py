@@ -71,6 +71,14 @@ class Notices(Connection):
             rows = self._all(sql + " ORDER BY id", [user_id])
         return [Notice.from_row(row) for row in rows]
 
+    def owed(self, kind: str) -> list[Notice]:
+        """Every user's unacknowledged job notices of ``kind``, oldest first: work that must still reach its user,
+        after a restart too (the end of a job records one, its delivery acknowledges it)."""
+        sql = f"SELECT {columns(Notice)} FROM notices WHERE kind = ? AND job_id IS NOT NULL AND acknowledged IS NULL"
+        with self._read():
+            rows = self._all(sql + " ORDER BY id", [kind])
+        return [Notice.from_row(row) for row in rows]
+
     def acknowledge(self, user_id: int, notice_id: int) -> Notice:
         """The user acknowledged a notice (e.g. pressed its button); the first time counts."""
         with self._write() as db:

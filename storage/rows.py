@@ -48,10 +48,12 @@ class User:
     max_bytes: int | None
     language: str | None  # None: the language of the user's Telegram app
     app_language: str | None  # that app's language_code, as last seen
+    quiet: bool | None  # None: the default (quiet): only the final result and alerts notify
+    plot_minutes: int | None  # minutes between loss curves while training; 0: none; None: the bot's default
 
     @classmethod
     def from_row(cls, row: dict) -> User:
-        return cls(**row)
+        return cls(**row | {"quiet": None if row["quiet"] is None else bool(row["quiet"])})
 
 
 @dataclass(frozen=True)

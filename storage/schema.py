@@ -105,7 +105,15 @@ ALTER TABLE users ADD COLUMN language TEXT;
 ALTER TABLE users ADD COLUMN app_language TEXT;
 """
 
-MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS, NOTICES_PAUSED, USER_LANGUAGE]
+# Version 5: how the bot notifies the user, chosen with /settings: quiet (1: photos and progress without a sound,
+# only the final result and alerts notify; 0: everything notifies; NULL: the default, quiet) and the minutes
+# between loss curves while a job trains (0: none; NULL: the bot's DETBOT_PLOT_INTERVAL_S).
+USER_NOTIFICATIONS = """
+ALTER TABLE users ADD COLUMN quiet INTEGER;
+ALTER TABLE users ADD COLUMN plot_minutes INTEGER;
+"""
+
+MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS, NOTICES_PAUSED, USER_LANGUAGE, USER_NOTIFICATIONS]
 
 
 def migrate(db: Database, where: str, migrations: list[Migration] = MIGRATIONS) -> int:

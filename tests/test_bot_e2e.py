@@ -141,6 +141,7 @@ def test_full_flow_upload_split_labels_model_and_training_card(tg, bot, tmp_path
     ann.send_document(shapes_zip(tmp_path), "shapes.zip")
     report = tg.wait_for(lambda m: text_of(m).startswith("Dataset "), chat_id=ANN, since=mark, timeout=120)
     assert "40 images" in text_of(report) and "circle" in text_of(report)
+    assert "typing" in [action["action"] for action in tg.chat_actions(ANN)]  # shown while the check ran
     tg.wait_for(lambda m: m["kind"] == "photo" and "boxes" in text_of(m), chat_id=ANN, since=mark)
     assert "val 8 images" in text_of(say(tg, ann, "/split 0.2 3", "Split:"))
     assert "ball" in text_of(say(tg, ann, "/labels rename circle=ball", "Classes"))
@@ -275,6 +276,7 @@ def test_export_and_predict_use_a_finished_jobs_archive(tg, tmp_path, trained_jo
         ann = tg.user(ANN, "Ann")
         sent = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)
         assert sent["filename"] == archive.name and sent["bytes"] == archive.read_bytes()
+        _the_end_is_worth_looking_at(tg, job, sent, mark)
         mark = tg.mark()
         ann.send_text("/export")
         sent = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)
@@ -290,6 +292,27 @@ def test_export_and_predict_use_a_finished_jobs_archive(tg, tmp_path, trained_jo
         assert all(label in ("circle", "square", "triangle") and 0 < float(score) <= 1 for label, score in found)
     finally:
         process.stop()
+
+
+def _the_end_is_worth_looking_at(tg, job: str, archive: dict, since: int) -> None:
+    """Before the archive, one album (curves, confusion matrix, AP per class, detections) and AP50 in plain words;
+    the archive's caption lists what is in it and what to do next. The end and the archive notify, the rest not."""
+    sent = [e for e in tg.events(ANN, since=since) if e["event"] == "sent"]
+    words = next(m for m in sent if text_of(m).startswith(f"Job {job} finished"))
+    album = [m for m in sent if m.get("media_group_id") and m["seq"] > words["seq"]]  # not the evaluation's
+    assert [m["kind"] for m in album] == ["photo"] * 4 and len({m["media_group_id"] for m in album}) == 1
+    captions = [text_of(m) for m in album]
+    for shown, caption in zip(("loss and validation AP", "confusion matrix", "AP per class", "detections"), captions):
+        assert shown in caption and job in caption
+    ap50 = next(m for m in sent if text_of(m).startswith("AP50 "))
+    assert "overlaps the true one by half" in text_of(ap50) and "1.0 is perfect" in text_of(ap50)
+    assert words["seq"] < album[0]["seq"] < ap50["seq"] < archive["seq"]
+    caption = text_of(archive)
+    for listed in ("SavedModel (saved_model/)", "model.tflite", "label_map.pbtxt", "checkpoint/"):
+        assert listed in caption
+    assert "Python: " in caption and "Android: " in caption and len(caption) <= 1024
+    assert [words["silent"], album[0]["silent"], ap50["silent"], archive["silent"]] == [False, False, True, False]
+    assert any(a["action"] == "upload_document" for a in tg.chat_actions(ANN))
 
 
 def seed_finished_job(data: Path, trained_job: Path, archive: Path, workspace: Path) -> tuple[str, Path]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import threading
@@ -212,7 +213,7 @@ def test_a_restart_mid_check_settles_the_row_kills_the_worker_and_tells_the_user
         assert not dataset.workspace.exists()
         assert not any((data_dir / "users" / str(ANN) / "uploads").glob("*"))
         listing = say(tg, ann, "/datasets", "Your datasets")  # and the new bot serves the chat
-        assert f"{dataset.id}  slow.zip  failed" in text_of(listing)
+        assert re.search(rf"^1\. slow\.zip - failed, .*\({dataset.id}\)$", text_of(listing), re.M)
     finally:
         again.stop()
 
@@ -275,8 +276,9 @@ def test_datasets_and_job_files_are_chosen_and_deleted_with_confirmation(tg, bot
     assert "jobs 0.0 MB" in text_of(say(tg, ann, "/jobs", "Disk:"))
 
     listing = say(tg, ann, "/datasets", "Your datasets")
-    assert f"* {second}" in text_of(listing) and f"  {first}" in text_of(listing)
-    assert ("Use " + first, f"ds:use:{first}") in tg.buttons(listing)
+    assert re.search(rf"^1\. \* b\.zip .*\({second}\)$", text_of(listing), re.M)  # * marks the current one
+    assert re.search(rf"^2\. a\.zip .*\({first}\)$", text_of(listing), re.M)
+    assert ("2: Make current", f"ds:use:{first}") in tg.buttons(listing)
     _press(tg, ann, listing, f"ds:use:{first}", texts.dataset_current(first))
     confirm = _press(tg, ann, listing, f"ds:ask:{second}", f"Delete dataset {second}")
     _press(tg, ann, confirm, "keep", texts.CANCELLED_DELETE)

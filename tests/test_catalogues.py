@@ -8,12 +8,12 @@ import re
 import string
 import types
 from collections import Counter
+from dataclasses import asdict
 
 import pytest
 
 from bot import texts
 from bot.texts import english, ko
-from bot.texts.ko import from_pipeline
 from pipeline.data.reports import PROBLEM_KINDS
 from pipeline.data.split import _class_warnings
 from pipeline.train.catalogue import recommend
@@ -116,44 +116,54 @@ def test_a_stored_choice_wins_over_the_app_and_speaking_is_scoped():
     assert texts.spoken() == "en"
 
 
-# --- the pipeline's English sentences, reworded from their parameters ----------------------------------
+# --- what the pipeline reports as kinds and parameters, worded in Korean ---------------------------------
 
 
-def test_the_pipelines_recommendations_and_devices_are_reworded():
+def test_recommendations_and_devices_are_worded_from_their_parameters():
     machines = [
         Hardware(cpu_cores=4),
         Hardware(gpus=1, gpu_memory_mb=4096, cpu_cores=8),
         Hardware(gpus=2, gpu_memory_mb=16384, cpu_cores=8),
         Hardware(gpus=1, gpu_memory_mb=16384, cpu_cores=8, assumed=True),
     ]
+    seen = set()
     for machine in machines:
-        assert HANGUL.search(from_pipeline.device(machine.device)), machine.device
+        assert (
+            HANGUL.search(ko.device(machine.device_params)) and english.device(machine.device_params) == machine.device
+        )
         for images in (50, 5000):
-            reason = recommend(images, machine).reason
-            worded = from_pipeline.recommendation(reason)
-            assert HANGUL.search(worded) and not ENGLISH.search(worded), reason
+            choice = recommend(images, machine)
+            seen.add(choice.kind)
+            worded = ko.recommendation(choice.kind, choice.params)
+            assert HANGUL.search(worded) and not ENGLISH.search(worded), choice
+            assert english.recommendation(choice.kind, choice.params) == choice.reason
+    assert seen == set(english.RECOMMENDATIONS) == set(ko.RECOMMENDATIONS)
+    accurate = recommend(5000, machines[2])
+    assert "GPU 2개(각 16 GB)" in ko.recommendation(accurate.kind, accurate.params)
 
 
 @pytest.mark.parametrize(
     "counts", [{"train": 0, "val": 0, "test": 0}, {"train": 1, "val": 1, "test": 0}, {"train": 3, "val": 1}]
 )
-def test_the_pipelines_split_warnings_are_reworded(counts):
+def test_split_warnings_are_worded_from_their_kind_and_parameters(counts):
     warnings = _class_warnings("원", Counter(counts), with_test=True)
     assert warnings
     for warning in warnings:
-        worded = from_pipeline.split_warning(warning)
+        worded = ko.class_warning(asdict(warning))
         assert HANGUL.search(worded) and "class" not in worded and "'원'" in worded, warning
+        assert f"'{warning.name}'" in english.class_warning(asdict(warning))
 
 
-def test_every_problem_kind_has_korean_words():
-    assert from_pipeline.PROBLEM_NAMES.keys() == PROBLEM_KINDS.keys() == from_pipeline.PROBLEM_ACTIONS.keys()
+def test_every_problem_kind_is_worded_in_both_languages():
+    assert set(english.WORDED_PROBLEMS) == set(PROBLEM_KINDS) == set(ko.WORDED_PROBLEMS)
     problem = {
         "kind": "image_without_annotation",
         "file": "사진/01.jpg",
         "detail": "x has no XML",
         "action": "left out",
+        "params": {},
     }
     with texts.speaking("ko"):
         chat = texts.problems([problem] * 5)
-    assert "XML 없는 이미지 x5" in chat and "사진/01.jpg" in chat and "... 외 2개" in chat
+    assert "주석 없는 이미지 x5" in chat and "사진/01.jpg" in chat and "... 외 2개" in chat
     assert "left out" not in chat and "has no" not in chat

@@ -217,9 +217,22 @@ def test_label_variants_and_duplicates_are_reported(tmp_path):
     (variant,) = kinds(report, "label_variant")
     assert "'Red car'" in variant.detail and "'red  car'" in variant.detail and "'red car'" in variant.detail
     assert "--merge" in variant.action
+    # The same facts as data, for the bot to word: a tie names the first spelling in order.
+    assert variant.params == {"names": ["Red car", "red  car", "red car"], "examples": ["a.xml", "b.xml", "c.xml"]} | {
+        "into": "Red car"
+    }
     (duplicate,) = kinds(report, "duplicate_image")
-    assert duplicate.detail == "a.jpg is byte-identical to b.jpg"
+    assert duplicate.detail == "a.jpg is byte-identical to b.jpg" and duplicate.params == {"copies": ["b.jpg"]}
     assert set(report.classes) == {"Red car", "red  car", "red car"}
+    assert json.loads(json.dumps(report.to_json()))["problems"][0]["params"]
+
+
+def test_a_label_variant_suggests_the_spelling_with_the_most_boxes(tmp_path):
+    entries = pair("a", objects=[("cat", 1, 1, 9, 9), ("cat", 2, 2, 9, 9)]) | pair("b", objects=[("Cat", 1, 1, 9, 9)])
+    _, report = check(tmp_path, entries)
+    (variant,) = kinds(report, "label_variant")
+    assert variant.params["names"] == ["Cat", "cat"] and variant.params["into"] == "cat"
+    assert variant.action.endswith("`labels --merge Cat,cat=cat` if they are one class")
 
 
 def test_report_counts_and_json(tmp_path):

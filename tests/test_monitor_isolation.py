@@ -51,6 +51,8 @@ def service(tmp_path):
             "ALLOWED_USER_IDS": f"{ANN},{BOB}",
             "DETBOT_TRAINING_SLOTS": "3",
             "DETBOT_DATA_DIR": str(tmp_path),
+            # A status message changes at most once a progress interval: the shortest, for ticks a second apart.
+            "DETBOT_PROGRESS_INTERVAL_S": "1",
         },
         env_file=None,
     )
@@ -181,6 +183,7 @@ def test_a_user_who_blocked_the_bot_is_paused_and_the_others_go_on(service, tmp_
     assert any("step 5/100" in text for text in texts_to(tg, BOB))
 
     ann_log.emit("progress", 10, **progress(10)), bob_log.emit("progress", 10, **progress(10))
+    time.sleep(1)  # the progress interval
     tick(service, tg)
     assert [c for c in tg.requests if c.params.get("chat_id") == ANN] == to_ann  # not retried
     assert any("step 10/100" in text for text in texts_to(tg, BOB))
@@ -190,6 +193,7 @@ def test_a_user_who_blocked_the_bot_is_paused_and_the_others_go_on(service, tmp_
     ann.unblock()
     assert service.store.resume_notices(ANN)  # what the gate does when she writes again
     ann_log.emit("progress", 15, **progress(15))
+    time.sleep(1)
     tick(service, tg)
     assert [text for text in texts_to(tg, ANN) if "step 15/100" in text and ann_job.id in text]
     assert bob_job.id not in " ".join(texts_to(tg, ANN))

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.data.reports import ClassWarning, SplitReport
 from pipeline.data.samples import SPLITS, Box, Sample
 from pipeline.data.split import split_samples, split_stats, split_warnings
 from pipeline.errors import UsageError
@@ -192,8 +193,9 @@ def test_three_units_with_test_ratio_cover_every_split():
 
 def test_duplicates_count_once_for_the_minimum():
     samples = [make(1, "A", sha="x"), make(2, "A", sha="x")]
-    with pytest.raises(UsageError, match="at least 2"):
+    with pytest.raises(UsageError, match="at least 2") as refused:
         split_samples(samples, 0.2)
+    assert refused.value.kind == "too_few_images" and refused.value.details == {"images": 1}
     with pytest.raises(UsageError, match="at least 2"):
         split_samples([make(1, "A")], 0.2)
 
@@ -214,8 +216,9 @@ def test_duplicates_count_once_for_the_minimum():
 )
 def test_ratios_out_of_range_are_refused(val_ratio, test_ratio):
     samples = [make(i, "A") for i in range(10)]
-    with pytest.raises(UsageError, match="below 1"):
+    with pytest.raises(UsageError, match="below 1") as refused:
         split_samples(samples, val_ratio, test_ratio)
+    assert refused.value.kind in ("bad_val_ratio", "bad_test_ratio", "ratios_too_large")
 
 
 # ---------------------------------------------------------------- folders
@@ -266,8 +269,9 @@ def test_copies_in_two_folders_follow_the_held_out_one():
 
 def test_folders_that_leave_no_training_images_are_refused():
     samples = [make(i, "A", folder="test") for i in range(4)]
-    with pytest.raises(UsageError, match="no training images"):
+    with pytest.raises(UsageError, match="no training images") as refused:
         split_samples(samples, 0.2, use_folders=True)
+    assert refused.value.kind == "empty_split_folder" and refused.value.details == {"split": "train"}
 
 
 @settings(max_examples=100, deadline=None)
@@ -318,18 +322,35 @@ def test_warnings_name_the_class_and_what_to_do():
     )
     assignment = {s.id: "train" for s in samples} | {40: "val", 41: "val", 42: "val", 43: "val"}
     warnings = split_warnings(samples, assignment, lambda label: None if label == "gone" else label)
-    assert warnings == (
+    assert warnings == (ClassWarning("few_train", "WBC", "train", 3), ClassWarning("few_val", "WBC", "val", 1))
+    assert [w.sentence for w in warnings] == [
         "class 'WBC' has only 3 training images; detectors need ~50+ per class — add more images of it",
         "class 'WBC' has only 1 validation image; its score will be noisy — add more images of it",
-    )
+    ]
 
 
 def test_warnings_for_a_class_missing_from_a_split():
     samples = [make(1, "A"), make(2, "B"), make(3, "B")]
     warnings = split_warnings(samples, {1: "val", 2: "train", 3: "test"})
-    assert "class 'A' has no training images; the detector cannot learn it — add more images of it" in warnings
-    assert any(w.startswith("class 'B' has no validation images") for w in warnings)
-    assert any(w.startswith("class 'A' has no test images") for w in warnings)
+    assert {(w.kind, w.name, w.split, w.count) for w in warnings} == {
+        ("no_train", "A", "train", 0),
+        ("few_val", "A", "val", 1),
+        ("no_test", "A", "test", 0),
+        ("few_train", "B", "train", 1),
+        ("no_val", "B", "val", 0),
+    }
+    sentences = [w.sentence for w in warnings]
+    assert "class 'A' has no training images; the detector cannot learn it — add more images of it" in sentences
+    assert any(w.startswith("class 'B' has no validation images") for w in sentences)
+
+
+def test_a_split_report_keeps_its_sentences_and_adds_their_kinds_to_json():
+    report = SplitReport(1, {"val": 0.1}, False, {}, (ClassWarning("no_val", "B", "val", 0),))
+    payload = report.to_json()
+    assert payload["warnings"] == [
+        "class 'B' has no validation images; its accuracy cannot be measured — add more images of it"
+    ]
+    assert payload["class_warnings"] == [{"kind": "no_val", "name": "B", "split": "val", "count": 0}]
 
 
 def test_a_balanced_dataset_has_no_warnings():

@@ -146,6 +146,19 @@ def test_a_users_language_is_stored_and_null_follows_telegram(store):
         store.set_language(BOB, "en")
 
 
+def test_a_users_notification_settings_are_stored_and_null_is_the_default(store):
+    user = store.ensure_user(ALICE, "Alice")
+    assert (user.quiet, user.plot_minutes) == (None, None)
+    assert store.set_notifications(ALICE, quiet=False).quiet is False
+    user = store.set_notifications(ALICE, plot_minutes=0)  # one setting leaves the other alone
+    assert (user.quiet, user.plot_minutes) == (False, 0)
+    assert store.set_notifications(ALICE, quiet=True, plot_minutes=15).quiet is True
+    assert store.ensure_user(ALICE, "Alice B.").plot_minutes == 15  # kept across updates
+    assert store.set_notifications(ALICE, quiet=None).quiet is None
+    with pytest.raises(NotFound):
+        store.set_notifications(BOB, quiet=True)
+
+
 def test_dataset_lifecycle_ids_and_disk_use(store):
     store.ensure_user(ALICE, "Alice")
     checking = store.add_dataset(ALICE, "a.zip", Path("/data/a"), 100)
@@ -358,6 +371,16 @@ def test_a_notice_is_recorded_once_per_job_kind_and_step(store):
     assert acknowledged.acknowledged is not None
     assert store.acknowledge(ALICE, first).acknowledged == acknowledged.acknowledged
     assert [n.kind for n in store.notices(ALICE, unacknowledged_only=True)] == ["finished"]
+
+
+def test_owed_notices_are_every_users_unacknowledged_ones_of_a_kind(store):
+    mine, theirs = queue_job(store), queue_job(store, BOB)
+    first = store.add_notice(ALICE, ALICE, "results", job_id=mine.id)
+    store.add_notice(BOB, BOB, "results", job_id=theirs.id)
+    store.add_notice(ALICE, ALICE, "nan_alert", job_id=mine.id, step=3)
+    assert [(n.user_id, n.job_id) for n in store.owed("results")] == [(ALICE, mine.id), (BOB, theirs.id)]
+    store.acknowledge(ALICE, first)
+    assert [n.job_id for n in store.owed("results")] == [theirs.id]
 
 
 # --- threads -----------------------------------------------------------------------------------

@@ -78,26 +78,6 @@ def usage_line(usage) -> str:
     )
 
 
-def datasets_list(datasets: list, current_id: str | None, usage) -> str:
-    if not datasets:
-        return "No datasets yet: send me a .zip of your Pascal VOC dataset.\n" + usage_line(usage)
-    lines = ["Your datasets (* = current, used by /train):"]
-    lines += [
-        f"{'*' if d.id == current_id else ' '} {d.id}  {d.name}  {d.status}  {size_text(d.size_bytes)}"
-        for d in datasets
-    ]
-    lines.append(usage_line(usage))
-    return "\n".join(lines)
-
-
-def use_button(dataset_id: str) -> str:
-    return f"Use {dataset_id}"
-
-
-def delete_button(item_id: str) -> str:
-    return f"Delete {item_id}"
-
-
 CONFIRM_DELETE = "Yes, delete"
 KEEP = "No, keep"
 DELETE_PREDICTIONS_BUTTON = "Delete predictions"
@@ -125,12 +105,6 @@ def dataset_not_ready(dataset_id: str, status: str) -> str:
 def dataset_busy(dataset_id: str, jobs: tuple) -> str:
     listed = ", ".join(job.id for job in jobs)
     return f"Dataset {dataset_id} is used by job {listed}; stop it or let it finish before deleting the dataset."
-
-
-def jobs_list(jobs: list, usage) -> str:
-    lines = [f"{j.id}  {j.model}  {j.status}  dataset {j.dataset_id}" for j in jobs] or ["No jobs yet: /train"]
-    lines.append(usage_line(usage))
-    return "\n".join(lines)
 
 
 def confirm_delete_job(job_id: str, size: int) -> str:

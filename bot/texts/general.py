@@ -6,7 +6,8 @@ from .files import dataset_busy, job_not_deletable, quota_full
 
 HELP = """detbot trains an object detector on your own photos.
 
-1. Send a .zip of a Pascal VOC dataset (images + LabelImg XML files). I check it and reply with a report and a preview.
+1. Send a .zip of your labelled images: Pascal VOC, COCO JSON, YOLO, LabelMe or the TensorFlow CSV
+(as Roboflow, CVAT, Label Studio or LabelImg export them). I check it and reply with a report and a preview.
 2. /split [val_ratio] [seed] - train/val split (default 0.1, 0).
 3. /labels - the classes; /labels rename a=b, /labels merge a,b=c, /labels drop x, /labels file.
 4. /model - pick a detector (the recommended one is marked).
@@ -17,7 +18,7 @@ and deletes the files of ended jobs.
 /datasets - your datasets: choose the current one, delete old ones.
 /predict - then send a photo: I draw what the model finds.
 /dataset URL - a dataset too large to send through Telegram.
-/settings - the language of my replies (English, 한국어)."""
+/settings - the language of my replies (English, 한국어), quiet notifications, how often loss curves come."""
 
 COMMANDS = [
     ("start", "what this bot does"),
@@ -34,15 +35,17 @@ COMMANDS = [
     ("predict", "try the model on a photo"),
     ("dataset", "fetch a dataset from a URL"),
     ("datasets", "your datasets: choose, delete"),
-    ("settings", "language"),
+    ("settings", "language, notifications"),
 ]
 
 STRANGER = "Sorry, this detbot is private. Ask its owner to add your Telegram id to ALLOWED_USER_IDS."
 APOLOGY = "Sorry, something went wrong on my side; it is logged. Nothing you sent was lost - please try again."
-NOT_A_ZIP = "Send the dataset as a .zip file (images + Pascal VOC .xml annotations)."
+NOT_A_ZIP = "Send the dataset as a .zip file (images + annotations: Pascal VOC, COCO JSON, YOLO, LabelMe or CSV)."
 SPLIT_USAGE = "Usage: /split [val_ratio] [seed], e.g. /split 0.2 1"
 LABELS_USAGE = "Usage: /labels, /labels rename a=b, /labels merge a,b=c, /labels drop x, /labels file"
-NO_DATASET = "No dataset yet: send me a .zip of your Pascal VOC dataset first."
+NO_DATASET = (
+    "No dataset yet: send me a .zip of your labelled images first (Pascal VOC, COCO JSON, YOLO, LabelMe or CSV)."
+)
 NO_JOB_YET = "No such job yet: start one with /train."
 START_BUTTON, CANCEL_BUTTON = "Start", "Cancel"
 STOP_BUTTON, CONTINUE_BUTTON = "Stop", "Continue"
@@ -51,7 +54,6 @@ CARD_EXPIRED = "This card has expired; send /train again."
 CANCELLED = "Cancelled."
 ARCHIVE_CAPTION = "The trained model: SavedModel, label map, config, metrics, samples."
 NOTHING_FOUND = "nothing found"
-SETTINGS = "Settings. The language of my replies (now English):"
 FOLLOW_TELEGRAM = "As my Telegram app"
 
 
@@ -64,6 +66,7 @@ def dataset_waiting(dataset_id: str, status: str) -> str:
 
 
 def pick_model(name: str, reason: str) -> str:
+    """``reason``: ``recommendation()``'s words."""
     return f"Pick a detector. Recommended (*): {name} - {reason}."
 
 
@@ -94,15 +97,6 @@ def predict_prompt(job_id: str) -> str:
 def detections(found: list[dict]) -> str:
     """The caption of a photo with the model's detections drawn on it."""
     return ", ".join(f"{d['label']} {d['score']:.2f}" for d in found) or NOTHING_FOUND
-
-
-def archive_parts(archive_name: str, size: int, limit_mb: int, parts: int) -> str:
-    return (
-        f"The archive was {size / 2**20:.0f} MB, above the {limit_mb} MB upload "
-        f"limit, so it came in {parts} parts. Join them with: cat {archive_name}.* "
-        f"> {archive_name} (Windows: copy /b {archive_name}.001+{archive_name}.002 "
-        f"{archive_name})."
-    )
 
 
 # --- what the store could not do, worded from its kind (``storage.errors``) ------------------------
@@ -138,12 +132,6 @@ def too_big(size_mb: float, limit_mb: int, local_mode: bool) -> str:
         return f"That file is {size_mb:.0f} MB; this bot accepts up to {limit_mb} MB. Send a smaller zip."
     return (
         f"That file is {size_mb:.0f} MB, but bots on Telegram's cloud Bot API may only download "
-        f"{limit_mb} MB. Either send it by URL with /dataset https://..., or run detbot with a "
-        "self-hosted Bot API server (telegram-bot-api --local), which raises the limit to 2000 MB "
-        "(see the README)."
+        f"{limit_mb} MB. Either send it by URL with /dataset https://..., or ask the bot's owner to run "
+        "it with a self-hosted Bot API server, which raises the limit to 2000 MB (see the README)."
     )
-
-
-def pipeline_error(kind: str, message: str) -> str:
-    """A ``pipeline.errors.PipelineError`` (its ``kind``, its redacted message): written in English for the user."""
-    return message

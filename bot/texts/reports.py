@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .formats import format_name
+from .pipeline_words import class_warning, device, problem_action, problem_detail, problem_name
+
 CLASSES_IN_CHAT = 25  # more per-class lines than this go to the attached file, not the chat
 CLASSES_ON_CARD = 12
 WARNINGS_IN_CHAT = 5  # a warning per class adds up
@@ -40,12 +43,13 @@ def report(dataset_id: str, summary: dict) -> tuple[str, str | None]:
 def _report(dataset_id: str, summary: dict, compact: bool) -> str:
     classes = summary["classes"]
     lines = [
-        f"Dataset {dataset_id}: {summary['images']} images, {summary['labelled_images']} labelled, "
+        f"Dataset {dataset_id} ({format_name(summary.get('format'))}): {summary['images']} images, "
+        f"{summary['labelled_images']} labelled, "
         f"{summary['boxes']} boxes, {len(classes)} classes."
     ]
     if not compact or len(classes) <= CLASSES_IN_CHAT:
         lines += [f"  {name}: {c['boxes']} boxes in {c['images']} images" for name, c in classes.items()]
-    lines.append(_split(summary["splits"], summary.get("warnings", []), compact))
+    lines.append(_split(summary["splits"], summary.get("class_warnings", []), compact))
     lines.append(problems(summary["problems"], compact=compact))
     lines.append("Next: /split to change the split, /labels to edit classes, /model to pick a detector.")
     return "\n".join(lines)
@@ -58,8 +62,8 @@ def problems(items: list[dict], per_kind: int = 3, compact: bool = True) -> str:
     lines = ["Problems (what I did about them):"]
     for kind, count in counts.most_common():
         examples = [p for p in items if p["kind"] == kind][: per_kind if compact else None]
-        lines.append(f"- {kind} x{count}: {examples[0]['action']}")
-        lines += [f"    {_clip(p['detail']) if compact else p['detail']}" for p in examples]
+        lines.append(f"- {problem_name(kind)} x{count}: {problem_action(examples[0])}")
+        lines += [f"    {_clip(problem_detail(p)) if compact else problem_detail(p)}" for p in examples]
         if count > len(examples):
             lines.append(f"    ... and {count - len(examples)} more")
     return "\n".join(lines)
@@ -74,13 +78,31 @@ def _clip(detail: str) -> str:
     return f"{detail[:cut]} ... and {detail[cut:].count(', ') or 1} more"
 
 
-def split(dataset_id: str, splits: dict, warnings: list[str]) -> tuple[str, str | None]:
-    """/split: (the chat message, the per-class table for ``split_file`` or None)."""
+# --- one-tap fixes under a report (bot/fixes.py) ---
+
+FIX_GONE = "This button no longer applies; /labels shows the classes as they are."
+
+
+def merge_button(names: list[str], into: str) -> str:
+    return f"Merge {', '.join(names)} → {into}"
+
+
+def merged(names: list[str], into: str, classes: list[str]) -> str:
+    return f"Merged {', '.join(names)} into {into}. The classes now: {_names(classes)}."
+
+
+def fix_not_current(dataset_id: str) -> str:
+    return f"Dataset {dataset_id} is not your current dataset: choose it in /datasets, then tap again."
+
+
+def split(dataset_id: str, splits: dict, warnings: list[dict]) -> tuple[str, str | None]:
+    """/split: (the chat message, the per-class table for ``split_file`` or None); ``warnings``: the
+    split's ``class_warnings``."""
     whole, chat = (_split(splits, warnings, compact) for compact in (False, True))
     return _with_file(chat, whole, split_file(dataset_id))
 
 
-def _split(splits: dict, warnings: list[str], compact: bool) -> str:
+def _split(splits: dict, warnings: list[dict], compact: bool) -> str:
     lines = ["Split: " + ", ".join(f"{name} {s['images']} images" for name, s in splits.items())]
     classes = sorted({c for s in splits.values() for c in s["classes"]})
     if not compact or len(classes) <= CLASSES_IN_CHAT:
@@ -88,7 +110,7 @@ def _split(splits: dict, warnings: list[str], compact: bool) -> str:
             counts = ", ".join(f"{split} {s['classes'].get(name, 0)}" for split, s in splits.items())
             lines.append(f"  {name}: {counts}")
     shown = warnings[:WARNINGS_IN_CHAT] if compact else warnings
-    lines += [f"Warning: {w}" for w in shown]
+    lines += [f"Warning: {class_warning(w)}" for w in shown]
     if len(warnings) > len(shown):
         lines.append(f"... and {len(warnings) - len(shown)} more warnings")
     return "\n".join(lines)
@@ -123,7 +145,7 @@ def train_card(card: dict) -> str:
         f"classes: {_names(card['classes'])}\n"
         f"images: {card['train_images']} train / {card['val_images']} val\n"
         f"batch size {card['batch_size']}, {card['steps']} steps ({card['epochs']:.1f} epochs)\n"
-        f"device: {card['device']}\nstarts from: {START_POINTS[card['start']]}\nestimated time: {estimate}"
+        f"device: {device(card['device'])}\nstarts from: {START_POINTS[card['start']]}\nestimated time: {estimate}"
         + (f"\noverrides: {' '.join(card['overrides'])}" if card["overrides"] else "")
     )
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from .pipeline_errors import pipeline_error
+
 
 def nan_alert(job_id: str, nan: dict) -> str:
-    return (
-        f"Alert: job {job_id} - {nan.get('message', 'the loss became NaN')}. Training goes on from the "
-        "last good checkpoint. Stop it, or let it continue?"
+    """A ``nan`` event: its step, whether the loss ``exploded`` (else NaN/Inf), ``rolled_back_to``, ``lr_scale``."""
+    what = (
+        f"the loss {'exploded' if nan['exploded'] else 'is NaN/Inf'} at step {nan['step']}: rolling back to step "
+        f"{nan['rolled_back_to']} and lowering the learning rate to x{nan['lr_scale']:g}"
+        if "lr_scale" in nan
+        else "the loss became NaN"
     )
+    return f"Alert: job {job_id} - {what}. Training goes on from the last good checkpoint. Stop it, or let it continue?"
 
 
 def failed(job_id: str, event: dict, message: str, log: str = "") -> str:
     """A failed job; /resume is offered only when it can work (a checkpoint to continue from).
 
-    ``message``: the event's, fit for the chat; ``log``: ``trainer_log()``, when it failed unexpectedly.
+    ``message``: the event's, fit for the chat (shown for a cause not worded from its ``details``);
+    ``log``: ``trainer_log()``, when it failed unexpectedly.
     """
     before = event.get("stage") == "start"
     head = f"Job {job_id} could not start" if before else f"Job {job_id} failed at step {event.get('step', 0)}"
@@ -22,7 +29,7 @@ def failed(job_id: str, event: dict, message: str, log: str = "") -> str:
         if event.get("resumable")
         else "Nothing can be resumed: fix the cause, then start a new job with /train."
     )
-    return f"{head}: {message}\n{advice}{log}"
+    return f"{head}: {pipeline_error(event.get('cause', ''), message, event.get('details'))}\n{advice}{log}"
 
 
 def interrupted(job_id: str, log_tail: str | None) -> str:

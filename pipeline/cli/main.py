@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.cli import export as cli_export
+from pipeline.cli import export_data as cli_export_data
 from pipeline.cli import tables
 from pipeline.cli import train as cli_train
 from pipeline.data import steps
@@ -73,7 +74,8 @@ def _fail(args, error: dict, message: str, code: int) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
-        description="Turn a zipped Pascal VOC dataset into checked, split, labelled, sharded TFRecords.",
+        description="Turn a zipped dataset (Pascal VOC, COCO, YOLO, LabelMe, TF CSV) into checked, split, labelled, "
+        "sharded TFRecords.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_train.add_commands(sub, common)
     cli_export.add_commands(sub, common)
+    cli_export_data.add_commands(sub, common)
 
     p = sub.add_parser("demo", parents=[common], help="write a generated dataset zip of coloured shapes")
     p.add_argument("out", type=Path, help="the .zip to write")
@@ -122,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _dataset_args(p):
-    p.add_argument("dataset", type=Path, help="the dataset .zip (Pascal VOC: images + XML)")
+    p.add_argument(
+        "dataset", type=Path, help="the dataset .zip (images + Pascal VOC, COCO, YOLO, LabelMe or TF CSV annotations)"
+    )
     p.add_argument("--out", type=Path, required=True, help="the workspace folder to create")
 
 

@@ -16,7 +16,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 def health_text(summary: dict) -> str:
     parts = [
         f"images {summary['images']}, labelled {summary['labelled_images']}, "
-        f"boxes {summary['boxes']}, classes {len(summary['classes'])}",
+        f"boxes {summary['boxes']}, classes {len(summary['classes'])}, format {summary.get('format', 'voc')}",
         table(
             ["class", "boxes", "images"], [[name, c["boxes"], c["images"]] for name, c in summary["classes"].items()]
         ),

@@ -37,17 +37,19 @@ def _retarget(edits: LabelEdits, old: str, new: str | None) -> LabelEdits:
 def _check_new_name(name: str, command: str) -> None:
     """Refuse names that would be invisible, ambiguous or break the label map file."""
     if not name.strip():
-        problem = "is empty"
+        problem, why = "is empty", "empty"
     elif any(unicodedata.category(char) == "Cc" for char in name):
-        problem = "contains a line break or control character"
+        problem, why = "contains a line break or control character", "control"
     elif not name.strip("'\"` "):
-        problem = "is only quotes"
+        problem, why = "is only quotes", "quotes"
     elif name != name.strip():
-        problem = "starts or ends with a space"
+        problem, why = "starts or ends with a space", "spaces"
     else:
         return
     raise UsageError(
-        f"the new class name {name!r} {problem}. Write a plain one-line name without quotes, e.g. `{command}`."
+        f"the new class name {name!r} {problem}. Write a plain one-line name without quotes, e.g. `{command}`.",
+        kind="bad_class_name",
+        details={"name": name, "problem": why},
     )
 
 
@@ -58,7 +60,9 @@ def _check_known(known: set[str], names: Sequence[str], command: str) -> None:
         missing = ", ".join(repr(name) for name in unknown)
         raise UsageError(
             f"there is no class {missing}. The classes are: {listed}. Spell the names exactly "
-            f"as listed (case and spaces count), e.g. `{command}`."
+            f"as listed (case and spaces count), e.g. `{command}`.",
+            kind="unknown_class",
+            details={"missing": unknown, "classes": sorted(known)},
         )
 
 
@@ -74,7 +78,9 @@ def merge(edits: LabelEdits, known: set[str], sources: Sequence[str], target: st
     command = "labels --merge A,B=NEW"
     _check_new_name(target, command)
     if not sources:
-        raise UsageError(f"no class to merge was given. Write the classes before '=', e.g. `{command}`.")
+        raise UsageError(
+            f"no class to merge was given. Write the classes before '=', e.g. `{command}`.", kind="merge_nothing"
+        )
     _check_known(known, sources, command)
     for source in dict.fromkeys(sources):
         if source != target:
@@ -92,7 +98,11 @@ def parse_rename(expr: str) -> tuple[str, str]:
     old, sep, new = expr.partition("=")
     old, new = old.strip(), new.strip()
     if not sep or "=" in new or not old or not new:
-        raise UsageError(f"cannot read the rename {expr!r}. Write it as OLD=NEW, e.g. `labels --rename wbc=WBC`.")
+        raise UsageError(
+            f"cannot read the rename {expr!r}. Write it as OLD=NEW, e.g. `labels --rename wbc=WBC`.",
+            kind="unreadable_rename",
+            details={"text": expr},
+        )
     return old, new
 
 
@@ -102,5 +112,9 @@ def parse_merge(expr: str) -> tuple[list[str], str]:
     sources = [name.strip() for name in left.split(",")]
     target = target.strip()
     if not sep or "=" in target or not target or not all(sources):
-        raise UsageError(f"cannot read the merge {expr!r}. Write it as A,B=NEW, e.g. `labels --merge wbc,Wbc=WBC`.")
+        raise UsageError(
+            f"cannot read the merge {expr!r}. Write it as A,B=NEW, e.g. `labels --merge wbc,Wbc=WBC`.",
+            kind="unreadable_merge",
+            details={"text": expr},
+        )
     return sources, target

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from pipeline.data.formats.detect import read_annotations
 from pipeline.data.pair_check import PairResult, check_dataset_pixels, check_pair
-from pipeline.data.pairing import classify, pair_files
+from pipeline.data.pairing import classify
 from pipeline.data.parallel import parallel_map
 from pipeline.data.reports import ClassStats, HealthReport, Problem
 from pipeline.data.samples import Sample
@@ -25,7 +27,6 @@ SMALL_AREA, MEDIUM_AREA = 32**2, 96**2
 def inspect_files(
     source: Path, files: tuple[str, ...], workers: int | None = None
 ) -> tuple[list[Sample], HealthReport]:
-    layout = classify(files)
     problems = [
         Problem(
             "unsupported_file",
@@ -33,17 +34,17 @@ def inspect_files(
             f"{name} is not a .jpg, .jpeg, .png or .xml file",
             "skipped; convert images to JPEG or PNG to use them",
         )
-        for name in layout.unsupported
+        for name in classify(files).unsupported
     ]
-    tasks = pair_files(source, layout, problems)
-    check_dataset_pixels(source, [task.image for task in tasks])
-    results: list[PairResult] = parallel_map(partial(check_pair, source), tasks, workers)
+    reading = read_annotations(source, files, problems)
+    check_dataset_pixels(source, [task.image for task in reading.tasks])
+    results: list[PairResult] = parallel_map(partial(check_pair, source), reading.tasks, workers)
     samples = [result.sample for result in results if result.sample is not None]
     for result in results:
         problems.extend(result.problems)
     problems.extend(label_variants(samples))
     problems.extend(_duplicates(samples))
-    return samples, summarize(len(layout.images), samples, problems)
+    return samples, replace(summarize(len(reading.images), samples, problems), format=reading.format)
 
 
 def normalize_label(label: str) -> str:
@@ -51,21 +52,26 @@ def normalize_label(label: str) -> str:
 
 
 def label_variants(samples: list[Sample]) -> list[Problem]:
+    """Spellings of one label; the one with the most boxes (then the first in order) is the suggested name."""
     spellings: dict[str, dict[str, str]] = defaultdict(dict)
+    boxes: dict[str, int] = defaultdict(int)
     for sample in samples:
         for box in sample.boxes:
             spellings[normalize_label(box.label)].setdefault(box.label, sample.annotation or sample.image)
+            boxes[box.label] += 1
     problems = []
     for variants in spellings.values():
         if len(variants) > 1:
             names = sorted(variants)
+            into = min(names, key=lambda name: -boxes[name])
             listed = ", ".join(f"'{name}' (e.g. {variants[name]})" for name in names)
             problems.append(
                 Problem(
                     "label_variant",
                     variants[names[0]],
                     f"labels {listed} differ only in case or spaces",
-                    f"kept apart; merge them with `labels --merge {','.join(names)}={names[0]}` if they are one class",
+                    f"kept apart; merge them with `labels --merge {','.join(names)}={into}` if they are one class",
+                    {"names": names, "examples": [variants[name] for name in names], "into": into},
                 )
             )
     return problems
@@ -81,6 +87,7 @@ def _duplicates(samples: list[Sample]) -> list[Problem]:
             images[0],
             f"{images[0]} is byte-identical to {', '.join(images[1:])}",
             "all kept, always in the same split",
+            {"copies": images[1:]},
         )
         for images in groups.values()
         if len(images) > 1

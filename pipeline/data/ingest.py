@@ -1,4 +1,4 @@
-"""Safe extraction of a user's uploaded Pascal VOC dataset zip.
+"""Safe extraction of a user's uploaded dataset zip (images and their annotations, in any format detbot reads).
 
 The archive comes from a stranger, so every entry is hostile until checked:
 names are normalised and confined to the destination, sizes are counted as the
@@ -135,7 +135,7 @@ def _open_zip(path: Path, where: tuple[str, ...], run: _Run) -> zipfile.ZipFile:
             "not_a_zip",
             where,
             f"is not a zip file{hint}.",
-            "Send the dataset as a .zip archive holding the images and their Pascal VOC .xml annotations.",
+            "Send the dataset as a .zip archive of the images and their annotations (Pascal VOC, COCO, YOLO, ...).",
         )
     # zipfile lists every entry in memory at once: count them first, in constant memory.
     archive_facts(path, run.limits, where, entries_before=run.entries)
@@ -194,6 +194,8 @@ def _survey(zf: zipfile.ZipFile, run: _Run, where: tuple[str, ...], depth: int) 
             f"would unpack to {human(declared)}, more than the {human(limits.max_total_bytes)} "
             f"allowed (largest entry: '{printable(biggest)}').",
             "Send a smaller dataset, e.g. with resized images, or split it into several zips.",
+            limit=limits.max_total_bytes,
+            one_file=False,
         )
     entries = [inspect(info, limits.max_entry_bytes, where) for info in infos]
     if depth == 0 and all(entry.junk or entry.is_dir for entry in entries):
@@ -255,6 +257,7 @@ def _unpack_nested(zf: zipfile.ZipFile, entry: Entry, run: _Run, full: str, here
             f"was refused: it is a zip nested deeper than the {run.limits.max_nesting} "
             "level(s) of zip-inside-zip that are unpacked.",
             "Unpack it and send one zip that holds the images and annotations directly.",
+            levels=run.limits.max_nesting,
         )
     folder = full[: -len(".zip")]
     if not _claim(run, full, is_dir=False) or not _claim(run, folder, is_dir=True):
@@ -299,6 +302,8 @@ def _check_growth(entry: Entry, produced: int, run: _Run, here: tuple[str, ...])
             here,
             f"unpacks to more than the {human(limits.max_entry_bytes)} allowed for one file.",
             "Remove or shrink that file and send the zip again.",
+            limit=limits.max_entry_bytes,
+            one_file=True,
         )
     if run.total_bytes > limits.max_total_bytes:
         raise refuse(
@@ -306,6 +311,8 @@ def _check_growth(entry: Entry, produced: int, run: _Run, here: tuple[str, ...])
             here,
             f"brings the dataset past the {human(limits.max_total_bytes)} allowed in total.",
             "Send a smaller dataset or split it into several zips.",
+            limit=limits.max_total_bytes,
+            one_file=False,
         )
     if limits.budget_bytes is not None and run.total_bytes > limits.budget_bytes:
         raise _over_budget(here, limits, run.total_bytes)
@@ -315,6 +322,7 @@ def _check_growth(entry: Entry, produced: int, run: _Run, here: tuple[str, ...])
             here,
             f"expands more than {limits.max_ratio:g} times its compressed size, which looks like a zip bomb.",
             "Images and annotations never compress like that: send a zip that holds only the dataset's real files.",
+            ratio=limits.max_ratio,
         )
 
 
@@ -335,6 +343,8 @@ def _check_contents(run: _Run, archive_name: str) -> None:
             f"contains no images: none of its {len(run.files)} files ({examples}) ends in "
             f"{', '.join(IMAGE_EXTENSIONS)}.",
             "Add the JPEG or PNG images next to their annotations and send the zip again.",
+            files=len(run.files),
+            examples=[printable(name) for name in sorted(run.files)[:3]],
         )
 
 
@@ -344,6 +354,7 @@ def _too_many(where: tuple[str, ...], limits: ExtractLimits) -> DatasetRejected:
         where,
         f"brings the dataset past {limits.max_entries:,} entries (entries of zips inside zips count too).",
         "Remove files that are neither images nor annotations, or split the dataset, and send a smaller zip.",
+        limit=limits.max_entries,
     )
 
 
@@ -354,4 +365,6 @@ def _over_budget(where: tuple[str, ...], limits: ExtractLimits, size: int) -> Da
         f"unpacks to more than the {human(limits.budget_bytes or 0)} of disk space set aside "
         f"for it (at least {human(size)}).",
         "Free some space or send a smaller dataset.",
+        limit=limits.budget_bytes or 0,
+        size=size,
     )

@@ -98,7 +98,8 @@ def edit_labels(
     if not plan.label_map.items:
         raise LabelMapError(
             "No class is left: every label was dropped. Keep at least one class "
-            "(run `labels` without --drop, or undo by sending the zip again)."
+            "(run `labels` without --drop, or undo by sending the zip again).",
+            kind="no_class_left",
         )
     ws.data.mkdir(parents=True, exist_ok=True)
     lm.write_pbtxt(plan.label_map, ws.label_map)
@@ -127,6 +128,7 @@ def _check_supplied(plan: LabelPlan, samples: list[Sample], source: Path) -> lis
                     files[0],
                     f"label '{label}' ({len(usage[label])} images) is not in {source.name}",
                     "its boxes are left out",
+                    {"label": label, "images": len(usage[label]), "label_map": source.name},
                 )
             )
     used = {plan.label_map.lookup(label).name for label in usage if plan.label_map.lookup(label)}
@@ -136,6 +138,7 @@ def _check_supplied(plan: LabelPlan, samples: list[Sample], source: Path) -> lis
             source.name,
             f"class '{item.name}' (id {item.id}) has no boxes",
             "kept in the label map; the detector cannot learn it without examples",
+            {"name": item.name, "id": item.id},
         )
         for item in plan.label_map.items
         if item.name not in used

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline.data.images import ImageCheckError, ImageInfo, PixelBudget, check_image, header_pixels
-from pipeline.data.pairing import PairTask, folder_split
+from pipeline.data.pairing import PairTask
 from pipeline.data.reports import Problem
 from pipeline.data.samples import Box, Sample, Transform
-from pipeline.data.voc import AnnotationError, VocAnnotation, VocObject, parse_voc
+from pipeline.data.voc import AnnotationError, VocAnnotation, VocObject
 from pipeline.errors import DatasetRejected
 
 # VOC coordinates are 1-based, so a box ending at width + 1 is normal, not an error.
@@ -34,7 +34,7 @@ class PairResult:
 
 def check_pair(source: Path, task: PairTask) -> PairResult:
     try:
-        annotation = parse_voc((source / task.annotation).read_bytes())
+        annotation = task.load(source)
     except AnnotationError as exc:
         return PairResult(
             None,
@@ -44,6 +44,7 @@ def check_pair(source: Path, task: PairTask) -> PairResult:
                     task.annotation,
                     f"{task.annotation} {exc}",
                     "image left out; fix or re-export the XML",
+                    {"image": task.image, "reason": str(exc)},
                 ),
             ),
         )
@@ -59,6 +60,7 @@ def check_pair(source: Path, task: PairTask) -> PairResult:
                     task.image,
                     f"{task.image} {exc}",
                     "left out of the records; re-export or replace the file",
+                    {"reason": str(exc)},
                 ),
             ),
         )
@@ -74,7 +76,7 @@ def check_pair(source: Path, task: PairTask) -> PairResult:
         boxes=tuple(boxes),
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
-        folder_split=folder_split(task.image),
+        folder_split=task.split,
         transform=transform,
     )
     return PairResult(sample, tuple(problems))
@@ -99,6 +101,12 @@ def check_dataset_pixels(source: Path, images: Iterable[str], budget: PixelBudge
             "The detectors see at most 640x640 pixels: downscale the images (e.g. to 1600 px on the long side) "
             "or send the dataset in smaller parts.",
             kind="too_many_pixels",
+            details={
+                "gigapixels": round(total / 1e9, 1),
+                "limit_gigapixels": budget.dataset / 1e9,
+                "largest": largest[1],
+                "largest_mp": round(largest[0] / 1e6),
+            },
         )
     return total
 
@@ -116,6 +124,7 @@ def _reconcile(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems: li
                 task.image,
                 f"{task.image} is a {info.format} file named like a {expected}",
                 "re-encoded as JPEG for the records",
+                {"format": info.format, "named": expected},
             )
         )
     convert_from = None
@@ -127,6 +136,7 @@ def _reconcile(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems: li
                 task.image,
                 f"{task.image} is {_MODE_NAMES.get(info.mode, info.mode)}",
                 "converted to 3-channel RGB",
+                {"mode": info.mode},
             )
         )
     scale = _scale(task, ann, width, height, problems)
@@ -160,6 +170,7 @@ def _orientation(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems) 
                 f"{task.image} has EXIF orientation {info.orientation}, but the XML "
                 f"size {stored[0]}x{stored[1]} matches the stored pixels",
                 "kept as stored, the view the boxes were drawn on",
+                {"orientation": info.orientation, "stored": list(stored), "turned": False},
             )
         )
         return 1
@@ -171,23 +182,25 @@ def _orientation(task: PairTask, info: ImageInfo, ann: VocAnnotation, problems) 
             f"{task.image} has EXIF orientation {info.orientation}: stored "
             f"{stored[0]}x{stored[1]}, shown upright as {upright[0]}x{upright[1]}",
             "pixels turned upright, the view the boxes were drawn on",
+            {"orientation": info.orientation, "stored": list(stored), "upright": list(upright), "turned": True},
         )
     )
     return info.orientation
 
 
 def _scale(task: PairTask, ann: VocAnnotation, width: int, height: int, problems):
+    if ann.normalized:
+        return (float(width), float(height))
     if ann.width is None or ann.height is None or (ann.width, ann.height) == (width, height):
         return (1.0, 1.0)
     said = f"{task.annotation} says {ann.width}x{ann.height} but {task.image} is {width}x{height}"
+    sizes = {"image": task.image, "said": [ann.width, ann.height], "real": [width, height]}
     if abs(ann.width / ann.height - width / height) <= ASPECT_TOLERANCE * (width / height):
-        problems.append(
-            Problem("size_mismatch", task.annotation, said, "boxes rescaled to the real image size (same aspect ratio)")
-        )
+        rescaled = "boxes rescaled to the real image size (same aspect ratio)"
+        problems.append(Problem("size_mismatch", task.annotation, said, rescaled, sizes | {"rescaled": True}))
         return (width / ann.width, height / ann.height)
-    problems.append(
-        Problem("size_mismatch", task.annotation, said, "boxes kept as drawn and clipped to the image; check this file")
-    )
+    kept = "boxes kept as drawn and clipped to the image; check this file"
+    problems.append(Problem("size_mismatch", task.annotation, said, kept, sizes | {"rescaled": False}))
     return (1.0, 1.0)
 
 
@@ -195,8 +208,10 @@ def _boxes(task, objects: tuple[VocObject, ...], width, height, scale, problems)
     boxes = []
     for number, obj in enumerate(objects, start=1):
         where = f"object {number} ({obj.name or 'no name'}) in {task.annotation}"
+        box = {"object": number, "label": obj.name or "", "image_size": [width, height]}
         if obj.defect:
-            problems.append(Problem("box_dropped", task.annotation, f"{where} {obj.defect}", "box dropped"))
+            defect = box | {"reason": "defect", "defect": obj.defect}
+            problems.append(Problem("box_dropped", task.annotation, f"{where} {obj.defect}", "box dropped", defect))
             continue
         xmin, ymin, xmax, ymax = (
             obj.bbox[0] * scale[0],
@@ -205,9 +220,11 @@ def _boxes(task, objects: tuple[VocObject, ...], width, height, scale, problems)
             obj.bbox[3] * scale[1],
         )
         if xmax <= xmin or ymax <= ymin:
-            kind = "zero area" if (xmax == xmin or ymax == ymin) else "inverted corners (max < min)"
+            zero = xmax == xmin or ymax == ymin
+            kind = "zero area" if zero else "inverted corners (max < min)"
+            why = box | {"reason": "zero_area" if zero else "inverted", "box": list(obj.bbox)}
             problems.append(
-                Problem("box_dropped", task.annotation, f"{where} has {kind}: {_coords(obj.bbox)}", "box dropped")
+                Problem("box_dropped", task.annotation, f"{where} has {kind}: {_coords(obj.bbox)}", "box dropped", why)
             )
             continue
         clipped = (max(0.0, xmin), max(0.0, ymin), min(float(width), xmax), min(float(height), ymax))
@@ -218,6 +235,7 @@ def _boxes(task, objects: tuple[VocObject, ...], width, height, scale, problems)
                     task.annotation,
                     f"{where} lies outside the {width}x{height} image: {_coords(obj.bbox)}",
                     "box dropped",
+                    box | {"reason": "outside", "box": list(obj.bbox)},
                 )
             )
             continue
@@ -228,6 +246,7 @@ def _boxes(task, objects: tuple[VocObject, ...], width, height, scale, problems)
                     task.annotation,
                     f"{where} reaches outside the {width}x{height} image: {_coords(obj.bbox)}",
                     f"clipped to {_coords(clipped)}",
+                    box | {"box": list(obj.bbox), "clipped": [round(v, 2) for v in clipped]},
                 )
             )
         boxes.append(Box(obj.name, *clipped, difficult=obj.difficult, truncated=obj.truncated))

@@ -38,15 +38,26 @@ PROBLEM_KINDS: dict[str, str] = {
     "unsupported_file": (
         "a file is not a dataset file detbot reads (e.g. .gif, .bmp, a nested archive too deep); it is skipped"
     ),
+    "class_index_out_of_range": (
+        "a YOLO label line names a class number its data.yaml / obj.names does not have; that box is dropped"
+    ),
+    "class_names_missing": (
+        "YOLO labels come without data.yaml, obj.names or classes.txt; classes are named by their numbers"
+    ),
+    "crowd_box": "COCO objects marked iscrowd (one region for a crowd); they are left out, as COCO training does",
 }
 
 
 @dataclass(frozen=True)
 class Problem:
+    """``detail`` and ``action`` are the CLI's English; ``params`` hold their data (files, names, counts,
+    sizes) for a reader that words them itself, as the bot does."""
+
     kind: str
     file: str
     detail: str
     action: str
+    params: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         if self.kind not in PROBLEM_KINDS:
@@ -68,6 +79,7 @@ class HealthReport:
     classes: dict[str, ClassStats]
     box_sizes: dict[str, float | int]
     problems: tuple[Problem, ...] = field(default_factory=tuple)
+    format: str = "voc"  # the annotation format the zip was read in (pipeline.data.formats.detect.FORMATS)
 
     def to_json(self) -> dict:
         return asdict(self) | {"problems": [asdict(p) for p in self.problems]}
@@ -80,13 +92,47 @@ class SplitStats:
     classes: dict[str, int]
 
 
+# A split warning's kinds: a class with too few images in a split -> the CLI's English.
+CLASS_WARNINGS: dict[str, str] = {
+    "no_train": "class '{name}' has no training images; the detector cannot learn it — add more images of it",
+    "few_train": (
+        "class '{name}' has only {count} training image{plural}; detectors need ~50+ per class — add more images of it"
+    ),
+    "no_val": "class '{name}' has no validation images; its accuracy cannot be measured — add more images of it",
+    "few_val": (
+        "class '{name}' has only {count} validation image{plural}; its score will be noisy — add more images of it"
+    ),
+    "no_test": "class '{name}' has no test images; its test score is missing — add more images of it",
+}
+
+
+@dataclass(frozen=True)
+class ClassWarning:
+    kind: str  # one of CLASS_WARNINGS
+    name: str  # the class
+    split: str  # train, val or test
+    count: int  # its images in that split
+
+    @property
+    def sentence(self) -> str:
+        return CLASS_WARNINGS[self.kind].format(name=self.name, count=self.count, plural="s" if self.count > 1 else "")
+
+
 @dataclass(frozen=True)
 class SplitReport:
     seed: int
     ratios: dict[str, float]
     from_folders: bool
     splits: dict[str, SplitStats]
-    warnings: tuple[str, ...] = ()
+    class_warnings: tuple[ClassWarning, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(warning.sentence for warning in self.class_warnings)
 
     def to_json(self) -> dict:
-        return asdict(self) | {"warnings": list(self.warnings)}
+        """``warnings``: the sentences; ``class_warnings``: their kinds and parameters."""
+        return asdict(self) | {
+            "warnings": list(self.warnings),
+            "class_warnings": [asdict(w) for w in self.class_warnings],
+        }

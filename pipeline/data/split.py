@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pipeline.data.reports import SplitStats
+from pipeline.data.reports import ClassWarning, SplitStats
 from pipeline.data.samples import SPLITS, Sample
 from pipeline.errors import UsageError
 
@@ -43,18 +43,24 @@ def _check_ratios(val_ratio: float, test_ratio: float) -> None:
     if not 0 < val_ratio < 1:
         raise UsageError(
             f"the validation ratio {val_ratio} is out of range: it must be above 0 and below 1 "
-            "(0.1 to 0.2 is usual), e.g. --val-ratio 0.15."
+            "(0.1 to 0.2 is usual), e.g. --val-ratio 0.15.",
+            kind="bad_val_ratio",
+            details={"ratio": val_ratio},
         )
     if not 0 <= test_ratio < 1:
         raise UsageError(
             f"the test ratio {test_ratio} is out of range: it must be 0 (no test split) or "
-            "above 0 and below 1, e.g. --test-ratio 0.1."
+            "above 0 and below 1, e.g. --test-ratio 0.1.",
+            kind="bad_test_ratio",
+            details={"ratio": test_ratio},
         )
     if val_ratio + test_ratio >= 1:
         raise UsageError(
             f"the validation and test ratios add up to {val_ratio + test_ratio:g}, which leaves "
             "nothing to train on: together they must stay below 1, e.g. --val-ratio 0.15 "
-            "--test-ratio 0.1."
+            "--test-ratio 0.1.",
+            kind="ratios_too_large",
+            details={"val": val_ratio, "test": test_ratio},
         )
 
 
@@ -204,7 +210,8 @@ def _split_by_folders(units: list[_Unit], val_ratio: float, test_ratio: float, r
     if not folders:
         raise UsageError(
             "no train/valid/test folders were found in the zip; split by ratio instead "
-            "(leave out --use-folders), or put the images in train/ and valid/ folders."
+            "(leave out --use-folders), or put the images in train/ and valid/ folders.",
+            kind="no_split_folders",
         )
     result = dict(folders)
     if "val" not in folders.values():  # a train folder alone still needs something to validate on
@@ -216,7 +223,9 @@ def _split_by_folders(units: list[_Unit], val_ratio: float, test_ratio: float, r
         if split not in result.values():
             raise UsageError(
                 f"the folders leave no {name} images: put more images in the train/ folder "
-                f"(and valid/), or split by ratio instead (leave out --use-folders)."
+                f"(and valid/), or split by ratio instead (leave out --use-folders).",
+                kind="empty_split_folder",
+                details={"split": split},
             )
     return result
 
@@ -230,7 +239,9 @@ def split_samples(
     if len(units) < 2:
         raise UsageError(
             f"only {len(units)} distinct usable image(s) (identical copies count once); a split "
-            "needs at least 2, one to train on and one to validate on: add more images."
+            "needs at least 2, one to train on and one to validate on: add more images.",
+            kind="too_few_images",
+            details={"images": len(units)},
         )
     rng = random.Random(seed)
     if use_folders:
@@ -261,38 +272,31 @@ def split_stats(
 
 def split_warnings(
     samples: Sequence[Sample], assignment: dict[int, str], label_of: Callable[[str], str | None] = _same
-) -> tuple[str, ...]:
-    """Sentences about classes with too few images in a split, in class order."""
+) -> tuple[ClassWarning, ...]:
+    """Classes with too few images in a split, in class order."""
     per_class: dict[str, Counter[str]] = defaultdict(Counter)
     for sample in samples:
         finals = {label_of(box.label) for box in sample.boxes} - {None}
         for final in finals:
             per_class[final][assignment[sample.id]] += 1
     with_test = "test" in {assignment[sample.id] for sample in samples}
-    warnings: list[str] = []
+    warnings: list[ClassWarning] = []
     for name in sorted(per_class):
         warnings.extend(_class_warnings(name, per_class[name], with_test))
     return tuple(warnings)
 
 
-def _class_warnings(name: str, images: Counter[str], with_test: bool) -> list[str]:
+def _class_warnings(name: str, images: Counter[str], with_test: bool) -> list[ClassWarning]:
     warnings = []
     train, val = images["train"], images["val"]
     if train == 0:
-        warnings.append(f"class '{name}' has no training images; the detector cannot learn it — add more images of it")
+        warnings.append(ClassWarning("no_train", name, "train", 0))
     elif train < _MIN_TRAIN_IMAGES:
-        warnings.append(
-            f"class '{name}' has only {train} training image{'s' if train > 1 else ''}; "
-            "detectors need ~50+ per class — add more images of it"
-        )
+        warnings.append(ClassWarning("few_train", name, "train", train))
     if val == 0:
-        warnings.append(
-            f"class '{name}' has no validation images; its accuracy cannot be measured — add more images of it"
-        )
+        warnings.append(ClassWarning("no_val", name, "val", 0))
     elif val < _MIN_VAL_IMAGES:
-        warnings.append(
-            f"class '{name}' has only {val} validation image; its score will be noisy — add more images of it"
-        )
+        warnings.append(ClassWarning("few_val", name, "val", val))
     if with_test and images["test"] == 0:
-        warnings.append(f"class '{name}' has no test images; its test score is missing — add more images of it")
+        warnings.append(ClassWarning("no_test", name, "test", 0))
     return warnings

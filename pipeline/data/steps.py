@@ -59,12 +59,14 @@ def _unpack(archive: Path, ws: Workspace, limits: ExtractLimits) -> tuple[str, .
         if stored["sha256"] != digest:
             raise WorkspaceError(
                 f"The workspace {ws.root} already holds another dataset ({stored['name']}). "
-                f"Choose a new --out folder for {archive.name}, or delete {ws.root} first."
+                f"Choose a new --out folder for {archive.name}, or delete {ws.root} first.",
+                kind="destination_not_empty",
             )
         return tuple(stored["files"])
     if ws.root.exists() and any(ws.root.iterdir()):
         raise WorkspaceError(
-            f"{ws.root} is not empty and is not a detbot workspace; choose a new --out folder for {archive.name}."
+            f"{ws.root} is not empty and is not a detbot workspace; choose a new --out folder for {archive.name}.",
+            kind="destination_not_empty",
         )
     ws.root.mkdir(parents=True, exist_ok=True)
     extraction = extract_zip(archive, ws.source, limits)
@@ -107,7 +109,7 @@ def split_report(ws: Workspace, samples: list[Sample]) -> SplitReport:
         ratios=stored["ratios"],
         from_folders=stored["from_folders"],
         splits=split_stats(samples, assignment, plan.final),
-        warnings=split_warnings(samples, assignment, plan.final),
+        class_warnings=split_warnings(samples, assignment, plan.final),
     )
 
 
@@ -164,6 +166,7 @@ def build_summary(
         if name != "test" or name in written.splits
     }
     return {
+        "format": report.format,
         "images": report.images,
         "labelled_images": final.labelled_images,
         "usable_images": final.usable_images,
@@ -173,6 +176,7 @@ def build_summary(
         "box_sizes": final.box_sizes,
         "splits": {name: asdict(stats) for name, stats in split_result.splits.items()},
         "warnings": list(split_result.warnings),
+        "class_warnings": [asdict(warning) for warning in split_result.class_warnings],
         "problems": problems,
         "outputs": outputs,
     }

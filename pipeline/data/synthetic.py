@@ -1,4 +1,4 @@
-"""Generated Pascal VOC datasets of coloured shapes, zipped the way users send them.
+"""Generated datasets of coloured shapes (Pascal VOC, COCO or YOLO), zipped the way users send them.
 
 Used by the tests, the benchmarks and ``python -m pipeline demo`` (a dataset to try
 the whole flow without data of your own). ``photo_like`` adds texture so JPEGs have
@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
+
+from pipeline.data.formats import writers
+from pipeline.data.formats.writers import Entry, write_dataset_zip
+from pipeline.data.samples import Box
 
 SHAPES = ("circle", "square", "triangle")
 _COLORS = {"circle": (220, 50, 40), "square": (40, 160, 60), "triangle": (40, 80, 220)}
@@ -43,7 +47,28 @@ def make_voc_zip(path: Path, spec: SyntheticSpec = SyntheticSpec(), root: str = 
     return path
 
 
+def make_dataset_zip(path: Path, spec: SyntheticSpec = SyntheticSpec(), fmt: str = "voc", root: str = "shapes") -> Path:
+    """The same images as ``make_voc_zip`` (same seed, same pixels and boxes), written in ``fmt``
+    by ``pipeline.data.formats.writers`` (``voc``, ``coco`` or ``yolo``, in ``root/``)."""
+    if fmt == "voc":
+        return make_voc_zip(path, spec, root)
+    rng = random.Random(spec.seed)
+    entries = (
+        Entry(f"{index:06d}.jpg", jpeg, width, height, tuple(Box(*obj) for obj in objects), root)
+        for index in range(spec.images)
+        for jpeg, width, height, objects in [render(rng, spec)]
+    )
+    write_dataset_zip(path, entries, fmt, sorted(spec.classes))
+    return path
+
+
 def render_sample(rng: random.Random, spec: SyntheticSpec, filename: str) -> tuple[bytes, str]:
+    jpeg, width, height, objects = render(rng, spec)
+    return jpeg, voc_xml(filename, width, height, objects)
+
+
+def render(rng: random.Random, spec: SyntheticSpec) -> tuple[bytes, int, int, list[tuple]]:
+    """One JPEG of shapes and its objects as (label, xmin, ymin, xmax, ymax) in pixels."""
     width, height = (round(side * (1 + rng.uniform(-spec.size_jitter, spec.size_jitter))) for side in spec.size)
     image = _background(rng, width, height, spec.photo_like)
     draw = ImageDraw.Draw(image)
@@ -56,23 +81,12 @@ def render_sample(rng: random.Random, spec: SyntheticSpec, filename: str) -> tup
         objects.append((label, x, y, x + side, y + side))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=spec.quality)
-    return out.getvalue(), voc_xml(filename, width, height, objects)
+    return out.getvalue(), width, height, objects
 
 
 def voc_xml(filename: str, width: int, height: int, objects) -> str:
-    """A Pascal VOC annotation as LabelImg writes it."""
-    parts = [
-        f"<annotation><folder>JPEGImages</folder><filename>{filename}</filename>",
-        f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>",
-    ]
-    for label, xmin, ymin, xmax, ymax in objects:
-        parts.append(
-            f"<object><name>{label}</name><pose>Unspecified</pose><truncated>0</truncated>"
-            f"<difficult>0</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
-            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
-        )
-    parts.append("</annotation>")
-    return "\n".join(parts)
+    """A Pascal VOC annotation as LabelImg writes it, from (label, xmin, ymin, xmax, ymax) tuples."""
+    return writers.voc_xml(filename, width, height, [Box(*obj) for obj in objects])
 
 
 def _background(rng: random.Random, width: int, height: int, photo_like: bool) -> Image.Image:

@@ -1,5 +1,8 @@
 """Pascal VOC annotation parsing, hardened against hostile XML.
 
+``VocAnnotation`` is also the one annotation model every other format is read into
+(``pipeline.data.formats``), so the checks after parsing see one shape whatever was sent.
+
 lxml is told to resolve no entities, load no DTD and read no network; on top of
 that any DOCTYPE is refused outright, because a VOC file never needs one and a
 billion-laughs or XXE file is then a bad annotation, never an expansion.
@@ -36,6 +39,7 @@ class VocAnnotation:
     width: int | None
     height: int | None
     objects: tuple[VocObject, ...]
+    normalized: bool = False  # coordinates are fractions of the upright image (YOLO), not pixels
 
 
 def _parser() -> etree.XMLParser:

@@ -75,6 +75,8 @@ class Workspace:
         if not path.exists():
             raise WorkspaceError(
                 f"{path.name} is missing in the workspace {self.root}: run "
-                f"`python -m pipeline {step}` on it first (or `prepare`, which runs every step)."
+                f"`python -m pipeline {step}` on it first (or `prepare`, which runs every step).",
+                kind="step_missing",
+                details={"file": path.name, "step": step},
             )
         return json.loads(path.read_text(encoding="utf-8"))

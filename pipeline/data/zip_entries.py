@@ -65,6 +65,7 @@ def inspect(info: zipfile.ZipInfo, max_entry_bytes: int, where: tuple[str, ...])
             here,
             f"uses compression method {info.compress_type} (e.g. Deflate64), which cannot be read.",
             "Re-zip the dataset with standard Deflate compression (7-Zip: Deflate, or `zip -r`) and send it again.",
+            method=info.compress_type,
         )
     if info.file_size > max_entry_bytes:
         raise refuse(
@@ -72,6 +73,8 @@ def inspect(info: zipfile.ZipInfo, max_entry_bytes: int, where: tuple[str, ...])
             here,
             f"would unpack to {human(info.file_size)}, more than the {human(max_entry_bytes)} allowed for one file.",
             "Remove or shrink that file and send the zip again.",
+            limit=max_entry_bytes,
+            one_file=True,
         )
     return Entry(info, shown, path, False, _is_junk(path))
 
@@ -104,9 +107,11 @@ def _is_junk(path: str) -> bool:
     return "__MACOSX" in parts or name.lower() in _JUNK_NAMES or name.startswith("._")
 
 
-def refuse(kind: str, where: tuple[str, ...], problem: str, fix: str) -> DatasetRejected:
+def refuse(kind: str, where: tuple[str, ...], problem: str, fix: str, **params) -> DatasetRejected:
+    """``details``: ``where`` (the zip, then the entries inside it, made printable) and ``params``."""
     place = " > ".join(printable(part) for part in where)
-    return DatasetRejected(f"{place} {problem} {fix}", kind=kind, details={"where": list(where)})
+    details = {"where": [printable(part) for part in where]} | params
+    return DatasetRejected(f"{place} {problem} {fix}", kind=kind, details=details)
 
 
 def printable(text: str) -> str:

@@ -103,7 +103,8 @@ def export_job(job_dir: Path, out_zip: Path, tflite: bool = True, samples: int =
     if not records:
         raise ExportError(
             f"The job's workspace {meta['workspace']} has no validation records to check the "
-            "export on; it must still hold the data the job was trained on."
+            "export on; it must still hold the data the job was trained on.",
+            kind="no_val_records",
         )
     out_zip = Path(out_zip).absolute()
     out_zip.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +230,8 @@ def choose_checkpoint(job: JobPaths, meta: dict) -> Checkpoint:
         raise ExportError(
             f"The job {job.root} has no checkpoint yet, so there is nothing to export: train it "
             f"first (`python -m pipeline train {meta['workspace']} --job-dir {job.root}`), then "
-            "export again."
+            "export again.",
+            kind="no_checkpoint",
         )
     step = int(latest.rsplit("-", 1)[1])
     return Checkpoint(
@@ -252,7 +254,8 @@ def _snapshot(chosen: Checkpoint, work: Path) -> str:
         copied = []
     if not any(name.endswith(".index") for name in map(str, copied)):
         raise ExportError(
-            f"The checkpoint {prefix} changed while it was being read (is the job still training?): export again."
+            f"The checkpoint {prefix} changed while it was being read (is the job still training?): export again.",
+            kind="checkpoint_changed",
         )
     return str(work / prefix.name)
 
@@ -279,7 +282,10 @@ def finish_verify(process: subprocess.Popen, errors: Path) -> dict:
     out, _ = process.communicate()
     if process.returncode != 0:
         tail = "\n".join(errors.read_text(errors="replace").strip().splitlines()[-5:])
-        raise ExportError(f"The exported model failed its check in a fresh process (exit {process.returncode}): {tail}")
+        raise ExportError(
+            f"The exported model failed its check in a fresh process (exit {process.returncode}): {tail}",
+            kind="export_check_failed",
+        )
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -297,6 +303,7 @@ def check_agreement(chosen: Checkpoint, checked: dict, tolerance: float) -> None
             f"The exported model does not reproduce training: {COMPARED} {exported:.3f} on the validation images "
             f"against {trained:.3f} when training evaluated step {chosen.step} (tolerance {tolerance:.3f}). "
             "The archive was not written; report this with the job folder.",
+            kind="export_mismatch",
             details={"metric": COMPARED, "export": exported, "training": trained, "tolerance": tolerance},
         )
 

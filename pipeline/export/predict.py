@@ -39,10 +39,15 @@ class Detection:
     label: str
     score: float
     box: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax in pixels of the upright image
-    class_id: int  # the label map's id
+    class_id: int | None = None  # the label map's id; not kept by ``to_json``
 
     def to_json(self) -> dict:
         return {"label": self.label, "score": round(self.score, 4), "box": [round(v, 1) for v in self.box]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Detection:
+        """Back from ``to_json``: enough to draw it again, at another threshold, without the model."""
+        return cls(label=str(data["label"]), score=float(data["score"]), box=tuple(float(v) for v in data["box"]))
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,8 @@ def extract(archive: Path) -> Path:
     if not archive.is_file():
         raise UsageError(
             f"There is no model archive at {archive}: make one with "
-            "`python -m pipeline export JOB_DIR --out MODEL.zip`."
+            "`python -m pipeline export JOB_DIR --out MODEL.zip`.",
+            kind="no_archive",
         )
     with archive.open("rb") as stream:
         digest = hashlib.file_digest(stream, "sha256").hexdigest()
@@ -83,7 +89,9 @@ def extract(archive: Path) -> Path:
             if not target.exists():
                 raise  # otherwise another process unpacked the same archive first
     except zipfile.BadZipFile:
-        raise UsageError(f"{archive} is not a zip file; give the .zip that `export` wrote.") from None
+        raise UsageError(
+            f"{archive} is not a zip file; give the .zip that `export` wrote.", kind="bad_archive"
+        ) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     for stale in cache.iterdir():  # earlier versions of an archive that was replaced
@@ -97,7 +105,8 @@ def _check_layout(folder: Path, archive: Path) -> None:
     if not (folder / SAVED_MODEL / "saved_model.pb").exists() or not (folder / LABEL_MAP).exists():
         raise UsageError(
             f"{archive} is not a detbot model archive (no {SAVED_MODEL}/ and {LABEL_MAP} inside): "
-            "give the .zip that `python -m pipeline export` wrote."
+            "give the .zip that `python -m pipeline export` wrote.",
+            kind="bad_archive",
         )
 
 
@@ -132,9 +141,9 @@ def open_upright(image_path: Path) -> Image.Image:
         with open_image(image_path) as image:
             return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
-        raise UsageError(f"There is no image at {image_path}.") from None
+        raise UsageError(f"There is no image at {image_path}.", kind="no_image") from None
     except (UnidentifiedImageError, OSError, ImageCheckError) as exc:
-        raise UsageError(f"{image_path} cannot be read as an image ({exc}).") from None
+        raise UsageError(f"{image_path} cannot be read as an image ({exc}).", kind="unreadable_image") from None
 
 
 def detect(model: Model, image: Image.Image, threshold: float = DEFAULT_THRESHOLD) -> list[Detection]:

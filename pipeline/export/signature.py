@@ -60,7 +60,8 @@ def export_saved_model(params, weights: str, out: Path):
         )
     except (AssertionError, ValueError, tf.errors.OpError) as exc:  # e.g. weights that do not fit params.yaml
         raise ExportError(
-            f"Model Garden could not export the checkpoint with the job's params.yaml: {first_line(exc)}"
+            f"Model Garden could not export the checkpoint with the job's params.yaml: {first_line(exc)}",
+            kind="export_broken",
         ) from exc
     return module.model
 

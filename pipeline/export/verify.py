@@ -86,7 +86,7 @@ def verify(
             shown = [d for d in detections if d.score >= DEFAULT_THRESHOLD]
             drawn.append(str(draw(image, shown, folder / "samples" / f"{source_id}.png")))
     if not truths:
-        raise ExportError("The validation records hold no images to check the export on.")
+        raise ExportError("The validation records hold no images to check the export on.", kind="no_val_records")
     matrix = confusion_matrix(truths, found, max(model.names) + 1, iou=iou, score=score, class_names=model.names)
     matrix.write_png(folder / "confusion.png")
     return coco_ap(truths, found, model.names) | {
@@ -109,7 +109,8 @@ def check_call(model: Model, image) -> None:
     if differs or model.serve.input != INPUT:
         raise ExportError(
             f"The SavedModel called directly does not answer as its serving_default signature (input "
-            f"{model.serve.input!r}, differing outputs {differs})."
+            f"{model.serve.input!r}, differing outputs {differs}).",
+            kind="export_broken",
         )
 
 

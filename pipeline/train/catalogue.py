@@ -7,11 +7,11 @@ the config keys that turn it into that detector.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 from pipeline.errors import UsageError
-from pipeline.train.hardware import Hardware
+from pipeline.train.hardware import Hardware, device_text
 
 # Below this many labelled images a big detector overfits before it pays off.
 SMALL_DATASET_IMAGES = 300
@@ -110,10 +110,28 @@ def recipe_of(params: dict) -> dict:
     return recipe
 
 
+# A recommendation's reasons: kind -> the CLI's English, from the reason's parameters.
+REASONS = {
+    "no_gpu": "no GPU here ({cores} CPU cores): only a mobile model trains in minutes on a CPU",
+    "small_gpu": "the GPU has {memory_gb} GB: a mobile model with COCO-pretrained weights fits with a useful batch",
+    "small_dataset": (
+        "{images} labelled images is a small dataset: a pretrained mobile model generalises better than a large one"
+    ),
+    "accurate": "{images} labelled images and {device}: the COCO-pretrained ResNet-50 FPN is the accurate choice",
+}
+
+
 @dataclass(frozen=True)
 class Recommendation:
     name: str
-    reason: str
+    kind: str  # one of REASONS; ``params`` fill it in (a device is ``Hardware.device_params``)
+    params: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def reason(self) -> str:
+        """The reason in the CLI's English."""
+        params = self.params | ({"device": device_text(self.params["device"])} if "device" in self.params else {})
+        return REASONS[self.kind].format(**params)
 
 
 def catalog() -> tuple[ModelSpec, ...]:
@@ -128,30 +146,17 @@ def get_model(name: str) -> ModelSpec:
     names = ", ".join(spec.name for spec in catalog())
     raise UsageError(
         f"There is no model called '{name}'. Choose one of: {names} "
-        "(`python -m pipeline models` shows what each is for)."
+        "(`python -m pipeline models` shows what each is for).",
+        kind="unknown_model",
+        details={"name": name, "models": [spec.name for spec in catalog()]},
     )
 
 
 def recommend(labelled_images: int, hardware: Hardware) -> Recommendation:
     if not hardware.gpus:
-        return Recommendation(
-            "mobilenetv2-fpn",
-            f"no GPU here ({hardware.cpu_cores} CPU cores): only a mobile model trains in minutes on a CPU",
-        )
+        return Recommendation("mobilenetv2-fpn", "no_gpu", {"cores": hardware.cpu_cores})
     if hardware.gpu_memory_mb < SMALL_GPU_MB:
-        return Recommendation(
-            "spinenet49-mobile",
-            f"the GPU has {hardware.gpu_memory_mb // 1024} GB: a mobile "
-            "model with COCO-pretrained weights fits with a useful batch",
-        )
+        return Recommendation("spinenet49-mobile", "small_gpu", {"memory_gb": hardware.gpu_memory_mb // 1024})
     if labelled_images < SMALL_DATASET_IMAGES:
-        return Recommendation(
-            "spinenet49-mobile",
-            f"{labelled_images} labelled images is a small dataset: a "
-            "pretrained mobile model generalises better than a large one",
-        )
-    return Recommendation(
-        "resnet50-fpn",
-        f"{labelled_images} labelled images and {hardware.device}: the "
-        "COCO-pretrained ResNet-50 FPN is the accurate choice",
-    )
+        return Recommendation("spinenet49-mobile", "small_dataset", {"images": labelled_images})
+    return Recommendation("resnet50-fpn", "accurate", {"images": labelled_images, "device": hardware.device_params})

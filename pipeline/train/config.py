@@ -88,7 +88,8 @@ def workspace_facts(ws: Workspace) -> DataFacts:
     if not train or not val:
         raise TrainingError(
             f"The workspace {ws.root} has no train/val records yet: run "
-            "`python -m pipeline prepare DATASET.zip --out WORKSPACE` first."
+            "`python -m pipeline prepare DATASET.zip --out WORKSPACE` first.",
+            kind="no_records",
         )
     counts = {
         split: sum(1 for path in paths for _ in iter_records(path)) for split, paths in (("train", train), ("val", val))
@@ -109,7 +110,9 @@ def _facts(ws: Workspace, counts: dict[str, int], num_classes: int) -> DataFacts
     if counts["val"] == 0 or counts["train"] == 0:
         raise TrainingError(
             f"The workspace {ws.root} has {counts['train']} training and {counts['val']} "
-            "validation images; training needs both. Add images, or split again."
+            "validation images; training needs both. Add images, or split again.",
+            kind="empty_split",
+            details={"train": counts["train"], "val": counts["val"]},
         )
     return DataFacts(
         num_classes=num_classes,
@@ -124,7 +127,7 @@ def _facts(ws: Workspace, counts: dict[str, int], num_classes: int) -> DataFacts
 def plan_schedule(spec: ModelSpec, facts: DataFacts, hardware: Hardware, request: TrainRequest) -> Schedule:
     """Steps, batch and intervals sized by the data first, then by the machine."""
     if request.steps is not None and request.epochs is not None:
-        raise UsageError("Give either steps or epochs, not both.")
+        raise UsageError("Give either steps or epochs, not both.", kind="steps_and_epochs")
     batch = request.batch_size or default_batch(spec, facts, hardware)
     steps_per_epoch = math.ceil(facts.train_images / batch)
     if request.steps is not None:
@@ -289,12 +292,15 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict:
         if not sep or not key.strip():
             raise UsageError(
                 f"'{pair}' is not a key=value override; write e.g. "
-                "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.01"
+                "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.01",
+                kind="override_rejected",
             )
         try:
             flat[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise UsageError(f"The value of override '{key}' is not valid YAML ({exc}).") from None
+            raise UsageError(
+                f"The value of override '{key}' is not valid YAML ({exc}).", kind="override_rejected"
+            ) from None
     return flat
 
 
@@ -334,7 +340,8 @@ def check_recipe(params, recipe: dict) -> None:
         said = "; ".join(f"{key} is {ours!r}, the checkpoint's {theirs!r}" for key, ours, theirs in changed)
         raise UsageError(
             f"These settings do not match the pretrained checkpoint: {said}. Remove the override, or train "
-            "from scratch (--no-pretrained)."
+            "from scratch (--no-pretrained).",
+            kind="recipe_conflict",
         )
 
 
@@ -348,7 +355,8 @@ def apply_user_overrides(params, overrides) -> None:
         raise UsageError(
             f"runtime.distribution_strategy={flat['runtime.distribution_strategy']} is not supported: "
             "detbot trains one job on one host, on all the GPUs it is given (mirrored). Leave the "
-            "strategy to detbot."
+            "strategy to detbot.",
+            kind="override_rejected",
         )
     for key, value in flat.items():
         # YAML reads "1000" as an int and "1e9" as a string; given to a float field, either
@@ -357,13 +365,14 @@ def apply_user_overrides(params, overrides) -> None:
             try:
                 flat[key] = float(value)
             except (TypeError, ValueError):
-                raise UsageError(f"Override {key} needs a number, not '{value}'.") from None
+                raise UsageError(f"Override {key} needs a number, not '{value}'.", kind="override_rejected") from None
     try:
         params.override(nest(flat), is_strict=True)
     except (KeyError, AttributeError, ValueError, TypeError) as exc:
         raise UsageError(
             f"Override rejected: {_override_reason(exc)}. Keys follow Model Garden's config "
-            "(`python -m pipeline train --show-config` prints them)."
+            "(`python -m pipeline train --show-config` prints them).",
+            kind="override_rejected",
         ) from None
 
 

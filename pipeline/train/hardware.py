@@ -30,10 +30,17 @@ class Hardware:
 
     @property
     def device(self) -> str:
-        if not self.gpus:
-            return f"CPU ({self.cpu_cores} cores)"
-        text = f"{self.gpus} GPU{'s' if self.gpus > 1 else ''} ({self.gpu_memory_mb // 1024} GB each)"
-        return f"{text}, assumed" if self.assumed else text
+        return device_text(self.device_params)
+
+    @property
+    def device_params(self) -> dict:
+        """What trains, as data for a reader to word: GPUs (0: the CPU), each one's memory, CPU cores."""
+        return {
+            "gpus": self.gpus,
+            "memory_gb": self.gpu_memory_mb // 1024,
+            "cpu_cores": self.cpu_cores,
+            "assumed": self.assumed,
+        }
 
     @property
     def precision(self) -> str:
@@ -52,6 +59,14 @@ class Hardware:
         return cls(**{key: payload[key] for key in cls.__dataclass_fields__ if key in payload})
 
 
+def device_text(params: dict) -> str:
+    """``Hardware.device_params`` in the CLI's English."""
+    if not params["gpus"]:
+        return f"CPU ({params['cpu_cores']} cores)"
+    text = f"{params['gpus']} GPU{'s' if params['gpus'] > 1 else ''} ({params['memory_gb']} GB each)"
+    return f"{text}, assumed" if params["assumed"] else text
+
+
 def parse_hardware_spec(text: str, cpu_cores: int | None = None) -> Hardware:
     """``gpus=2,memory_gb=80,cc=8.0`` -> the described machine (``gpus=0`` describes a CPU)."""
     values: dict = {}
@@ -61,19 +76,21 @@ def parse_hardware_spec(text: str, cpu_cores: int | None = None) -> Hardware:
         if not sep or key not in _SPEC_KEYS:
             raise UsageError(
                 f"'{part}' in the hardware description is not one of gpus=N, memory_gb=GB, cc=X.Y; "
-                "write e.g. --assume-hardware gpus=1,memory_gb=80,cc=9.0."
+                "write e.g. --assume-hardware gpus=1,memory_gb=80,cc=9.0.",
+                kind="hardware_spec",
             )
         try:
             values[key] = _SPEC_KEYS[key](raw.strip())
         except ValueError:
-            raise UsageError(f"'{part}' in the hardware description needs a number.") from None
+            raise UsageError(f"'{part}' in the hardware description needs a number.", kind="hardware_spec") from None
     gpus = values.get("gpus", 1)
     if not 0 <= gpus <= 64:
-        raise UsageError(f"gpus={gpus} is out of range: describe 0 to 64 GPUs.")
+        raise UsageError(f"gpus={gpus} is out of range: describe 0 to 64 GPUs.", kind="hardware_spec")
     if gpus and not (1 <= values.get("memory_gb", 0) <= 1024 and 3.0 <= values.get("cc", 0) <= 20):
         raise UsageError(
             "A GPU description needs memory_gb (1-1024) and cc, the compute capability (e.g. 7.5 for "
-            "a T4, 8.0 for an A100, 9.0 for an H100 or H200)."
+            "a T4, 8.0 for an A100, 9.0 for an H100 or H200).",
+            kind="hardware_spec",
         )
     cores = cpu_cores or _cpu_cores()
     if not gpus:

@@ -55,6 +55,7 @@ def load_job(job_dir: Path) -> tuple[JobPaths, dict]:
     if not job.job.exists():
         raise UsageError(
             f"{job_dir} is not a training job folder (no job.json): start one with "
-            "`python -m pipeline train WORKSPACE --model NAME --job-dir DIR`."
+            "`python -m pipeline train WORKSPACE --model NAME --job-dir DIR`.",
+            kind="not_a_job",
         )
     return job, json.loads(job.job.read_text())

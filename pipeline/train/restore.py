@@ -101,7 +101,8 @@ def _chosen_modules(modules: str | list[str], held: dict, ours: dict) -> tuple[s
     if "backbone" not in held:
         raise TrainingError(
             "The pretrained checkpoint holds no detector backbone (no 'backbone/' variables): it is not a Model "
-            "Garden detection or classification checkpoint. Give another one, or train from scratch."
+            "Garden detection or classification checkpoint. Give another one, or train from scratch.",
+            kind="checkpoint_mismatch",
         )
     everything = modules == "all" or list(modules) == ["all"]
     wanted = tuple(m for m in MODULES if m in ours and (m in held if everything else m in modules))
@@ -109,7 +110,8 @@ def _chosen_modules(modules: str | list[str], held: dict, ours: dict) -> tuple[s
     if missing or not wanted:
         raise TrainingError(
             f"The pretrained checkpoint has no {' or '.join(missing) or 'module named ' + str(modules)} to restore "
-            f"(it holds {', '.join(held)}); set task.init_checkpoint_modules to some of those."
+            f"(it holds {', '.join(held)}); set task.init_checkpoint_modules to some of those.",
+            kind="checkpoint_mismatch",
         )
     return wanted
 
@@ -146,7 +148,8 @@ def _check(key: str, variable, shapes: dict, keep_classifier: bool) -> None:
         raise TrainingError(
             f"The pretrained checkpoint has no variable {name}, which this model has: the checkpoint was "
             "trained with another architecture or normalisation (a different backbone, decoder, head or norm "
-            "layer). Pick the catalogue model it belongs to, or train from scratch."
+            "layer). Pick the catalogue model it belongs to, or train from scratch.",
+            kind="checkpoint_mismatch",
         )
     theirs, ours = list(shapes[key]), variable.shape.as_list()
     if theirs != ours:
@@ -155,4 +158,7 @@ def _check(key: str, variable, shapes: dict, keep_classifier: bool) -> None:
             if keep_classifier and f"/{CLASSIFIER}/" in f"/{name}/"
             else "the checkpoint was trained with another architecture (filters, levels, anchors or input)"
         )
-        raise TrainingError(f"The pretrained variable {name} has shape {theirs}, this model's {ours}: {why}.")
+        raise TrainingError(
+            f"The pretrained variable {name} has shape {theirs}, this model's {ours}: {why}.",
+            kind="checkpoint_mismatch",
+        )

@@ -179,7 +179,9 @@ def scaled_params(params, state: JobState, batch_fit: float = 1.0):
     if state.batch_scale < 1 and new_batch == fitted(state.batch_scale * 2):  # halving no longer shrinks it
         raise TrainingError(
             f"The model does not fit in GPU memory even with a batch of {new_batch}: choose a "
-            "smaller model (`python -m pipeline models`) or a smaller input size."
+            "smaller model (`python -m pipeline models`) or a smaller input size.",
+            kind="out_of_memory",
+            details={"batch": new_batch},
         )
     # The learning rate follows the planner's batch rule, so a halved batch trains as planned for it.
     factor = state.lr_scale * base_learning_rate(new_batch) / base_learning_rate(batch)
@@ -208,28 +210,32 @@ def scaled_params(params, state: JobState, batch_fit: float = 1.0):
     return scaled
 
 
-def describe_failure(error: Exception, job: JobPaths, step: int | None = None) -> tuple[str, str]:
-    """(cause, message) for an unexpected error, before the first step (``step`` None) or at ``step``."""
+def describe_failure(error: Exception, job: JobPaths, step: int | None = None) -> tuple[str, str, dict]:
+    """(cause, message, details) for an unexpected error, before the first step (``step`` None) or at ``step``."""
     if isinstance(error, PipelineError):
-        return error.kind, str(error)
+        return error.kind, str(error), error.details
     name = type(error).__name__
     detail = " ".join(str(error).split())[:300]
     when = "before the first step" if step is None else f"at step {step}"
+    details = {"error": name, "step": step}
     if name == "ResourceExhaustedError":
-        return "out_of_memory", (
+        message = (
             f"The GPU ran out of memory {when}, while the model was being built. Another process may hold its "
             "memory (nvidia-smi lists them): wait for it, give this job its own GPU (DETBOT_GPUS_PER_JOB), or "
             "choose a smaller model or batch size."
         )
+        return "out_of_memory", message, details
     if step is None and isinstance(error, (ValueError, TypeError, KeyError, AttributeError)):
-        return "config", (
+        message = (
             f"Model Garden could not build this job's model or trainer ({name}: {detail}). The job's "
             f"config is {job.params}; start a new job without the overrides that changed it."
         )
-    return "internal", (
+        return "config", message, details
+    message = (
         f"Training stopped {when} on an unexpected error ({name}: {detail}). The traceback is in "
         f"the trainer's log ({job.log} for a background job)."
     )
+    return "internal", message, details
 
 
 def emulated_replicas(tf, planned_gpus: int, hardware: Hardware | None) -> int:
@@ -244,7 +250,9 @@ def emulated_replicas(tf, planned_gpus: int, hardware: Hardware | None) -> int:
             f"This job was planned for {planned_gpus} GPU(s), but TensorFlow sees {visible}. Check "
             'the CUDA set-up (README, "Training on a GPU host": python -c "import tensorflow as '
             "tf; print(tf.config.list_physical_devices('GPU'))\"), or start a new job, which plans "
-            "for the GPUs that are there."
+            "for the GPUs that are there.",
+            kind="gpus_missing",
+            details={"planned": planned_gpus, "visible": visible},
         )
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * planned_gpus)

@@ -51,24 +51,39 @@ class Supervisor:
             self._start()
         except Exception as error:  # nothing trained yet: say why, never leave the job silent
             log.exception("job %s could not start", self.job.root)
-            cause, message = describe_failure(error, self.job)
-            self.events.emit("failed", self._last_step(), stage="start", cause=cause, resumable=False, message=message)
+            cause, message, details = describe_failure(error, self.job)
+            self.events.emit(
+                "failed",
+                self._last_step(),
+                stage="start",
+                cause=cause,
+                details=details,
+                resumable=False,
+                message=message,
+            )
             return 2
         try:
             return self._loop()
         except TrainingError as error:
             self.events.emit(
-                "failed", self.session.step, stage="training", cause=error.kind, resumable=False, message=str(error)
+                "failed",
+                self.session.step,
+                stage="training",
+                cause=error.kind,
+                details=error.details,
+                resumable=False,
+                message=str(error),
             )
             return 2
         except Exception as error:  # the user hears why; the trainer's log keeps the traceback
             log.exception("job %s failed at step %d", self.job.root, self.session.step)
-            cause, message = describe_failure(error, self.job, self.session.step)
+            cause, message, details = describe_failure(error, self.job, self.session.step)
             self.events.emit(
                 "failed",
                 self.session.step,
                 stage="training",
                 cause=cause,
+                details=details,
                 resumable=self.session.last_good_step > 0,
                 message=message,
             )
@@ -181,7 +196,9 @@ class Supervisor:
                 f"The loss became {kind} at step {step} again after {self.state.recoveries} roll-backs, each "
                 f"lowering the learning rate (now x{self.state.lr_scale:g}). Check the data report for bad "
                 "boxes, or lower the learning rate further with an override such as "
-                "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.001."
+                "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.001.",
+                kind="loss_diverged",
+                details={"step": step, "recoveries": self.state.recoveries, "lr_scale": self.state.lr_scale},
             )
         self.state = replace(
             self.state,
@@ -195,6 +212,9 @@ class Supervisor:
             step,
             total_loss=loss,
             recoveries=self.state.recoveries,
+            exploded=math.isfinite(loss),
+            rolled_back_to=good,
+            lr_scale=self.state.lr_scale,
             message=f"loss is {kind} at step {step}: rolling back to step {good} and lowering the "
             f"learning rate to x{self.state.lr_scale:g}",
         )

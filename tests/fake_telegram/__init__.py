@@ -17,7 +17,10 @@ encoding); errors with the HTTP status of ``error_code``: 401 wrong token, 404 u
 confirms, ``timeout`` waits, ``limit``) and ``deleteWebhook(drop_pending_updates)``. Message ids per chat.
 Plain text trimmed, 1..4096 characters; captions up to 1024. Inline keyboards (callback_data 1..64 bytes),
 which an edit without ``reply_markup`` removes; "message is not modified". A callback query answered
-once. Uploads kept byte for byte: documents up to 50 MB, photos up to 10 MB and a real image. A user's
+once. Uploads kept byte for byte: documents up to 50 MB, photos up to 10 MB and a real image (editMessageMedia
+replaces a photo with another); albums of 2-10 uploaded photos (sendMediaGroup: a message each, sharing a
+media_group_id). Whether a message was
+sent silently (``disable_notification``) is kept as its "silent"; chat actions are recorded (``chat_actions``). A user's
 photo as a real 90 px thumbnail, then the original; albums (a media_group_id shared by 2-10 photos);
 stickers, voice, audio, video and video notes (placeholder bytes). getFile refuses files above 20 MB ("file is too
 big"), else gives the path to download. setMyCommands checks names and descriptions, kept per language_code.
@@ -25,10 +28,12 @@ A user's ``language_code`` (their app's language) goes in the ``from`` of their 
 
 Not faked, because the bot sends none of it: ``parse_mode`` (refused with Telegram's "unsupported
 parse_mode", so markup cannot pass for plain text), re-sends by file_id or URL, reply keyboards,
-replies, deletions, chat actions, webhooks, flood control (429), groups, local Bot API servers.
+replies, deletions, webhooks, flood control (429), local Bot API servers. Group chats are
+faked as far as the bot uses them: members who write and press buttons in one chat (``tg.group(-5, "Team")
+.member(tg.user(1, "Ann"))``); ``press_forged`` sends callback_data no button carries, as a modified client can.
 """
 
 from tests.fake_telegram.bot_api import MB, Upload
-from tests.fake_telegram.server import DEFAULT_TOKEN, ApiCall, FakeTelegram, FakeUser
+from tests.fake_telegram.server import DEFAULT_TOKEN, ApiCall, FakeGroup, FakeTelegram, FakeUser
 
-__all__ = ["DEFAULT_TOKEN", "MB", "ApiCall", "FakeTelegram", "FakeUser", "Upload"]
+__all__ = ["DEFAULT_TOKEN", "MB", "ApiCall", "FakeGroup", "FakeTelegram", "FakeUser", "Upload"]

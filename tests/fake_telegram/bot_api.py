@@ -31,6 +31,8 @@ NOT_MODIFIED = (
     "are exactly the same as a current content and reply markup of the message"
 )
 DEFAULT_SCOPE = json.dumps({"type": "default"})
+CHAT_ACTIONS = {"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice"}
+CHAT_ACTIONS |= {"upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"}
 
 
 class ApiError(Exception):
@@ -43,6 +45,17 @@ class ApiError(Exception):
 
 def _bad(description: str) -> ApiError:
     return ApiError(400, "Bad Request: " + description)
+
+
+def _attached(item: dict, p: dict) -> Upload | None:
+    """The upload an album item names as ``attach://NAME``."""
+    name = str(item.get("media", ""))
+    return p.get(name.removeprefix("attach://")) if name.startswith("attach://") else None
+
+
+def _caption(item: dict) -> dict:
+    """An album item's caption, as sendPhoto's parameters."""
+    return {key: item[key] for key in ("caption", "parse_mode") if item.get(key)}
 
 
 @dataclass
@@ -87,7 +100,7 @@ class BotApi:
         self._cond = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        self._users: dict[int, FakeUser] = {}
+        self._users: dict[int, FakeUser] = {}  # chats by id: users' private chats, and groups (``FakeGroup``)
         self._message_ids: dict[int, itertools.count] = {}  # per chat, shared by the user's and the bot's messages
         self._messages: dict[tuple[int, int], dict] = {}  # the bot's: (chat_id, message_id) -> current state
         self._events: list[dict] = []  # every send and edit of a bot message, as it was then
@@ -102,6 +115,7 @@ class BotApi:
         self._commands: dict[str, list[dict]] = {}
         self._get_files: Counter[str] = Counter()
         self._downloads: Counter[str] = Counter()
+        self._chat_actions: list[dict] = []  # sendChatAction calls: chat_id, action, time (monotonic)
 
     # ---------------------------------------------------------------- methods
     def _m_getMe(self, p: dict) -> dict:
@@ -169,6 +183,17 @@ class BotApi:
         with self._lock:
             return self._edit(self._editable(p), reply_markup=self._markup(p))
 
+    def _m_editMessageMedia(self, p: dict) -> dict:
+        """Only a photo replaced by an uploaded photo (``attach://NAME``), with its caption: what the bot edits."""
+        with self._lock:
+            record, media = self._editable(p), p.get("media")
+            if not isinstance(media, dict) or media.get("type") != "photo" or record["kind"] != "photo":
+                raise _bad("only a photo replaced by a photo is faked")
+            if not _attached(media, p):
+                raise _bad("wrong file identifier/HTTP URL specified")
+            upload = self._upload({"photo": _attached(media, p)}, "photo", self.photo_upload_limit)
+            return self._edit(record, **self._photo_fields(upload, media), reply_markup=self._markup(p))
+
     def _m_answerCallbackQuery(self, p: dict) -> bool:
         with self._lock:
             query_id = p.get("callback_query_id", "")
@@ -182,15 +207,7 @@ class BotApi:
         with self._lock:
             user = self._writable_chat(p)
             upload = self._upload(p, "photo", self.photo_upload_limit)
-            try:
-                sizes = self._photo_sizes(upload.data)
-            except OSError:
-                raise _bad("IMAGE_PROCESS_FAILED") from None
-            width, height = sizes[-1].width, sizes[-1].height
-            if width + height > 10000 or max(width, height) > 20 * min(width, height):
-                raise _bad("PHOTO_INVALID_DIMENSIONS")
-            fields = self._media("photo", upload, p) | {"photo": [size.as_dict() for size in sizes]}
-            return self._new_bot_message(user, p, fields)
+            return self._new_bot_message(user, p, self._photo_fields(upload, p))
 
     def _m_sendDocument(self, p: dict) -> dict:
         with self._lock:
@@ -199,6 +216,32 @@ class BotApi:
             mime = upload.mime_type or "application/octet-stream"
             file = self._store_file(upload.data, filename=upload.filename, mime_type=mime)
             return self._new_bot_message(user, p, self._media("document", upload, p) | {"document": file.as_dict()})
+
+    def _m_sendMediaGroup(self, p: dict) -> list[dict]:
+        """An album of 2-10 photos, each uploaded as ``attach://NAME``: one message each, sharing a media_group_id."""
+        with self._lock:
+            user = self._writable_chat(p)
+            media = p.get("media")
+            if not isinstance(media, list) or not 2 <= len(media) <= 10:
+                raise _bad("wrong number of media specified")  # Telegram: an album holds 2-10 items
+            if not all(isinstance(i, dict) and i.get("type") == "photo" and _attached(i, p) for i in media):
+                raise _bad("only uploaded photos are faked in albums")
+            group, sent = str(secrets.randbits(60)), []
+            for item in media:
+                photo = self._m_sendPhoto(p | {"photo": _attached(item, p)} | _caption(item))
+                record = self._messages[(user.id, photo["message_id"])]
+                record["media_group_id"] = self._events[-1]["media_group_id"] = group
+                sent.append(self._api_message(record) | {"media_group_id": group})
+            return sent
+
+    def _m_sendChatAction(self, p: dict) -> bool:
+        with self._lock:
+            user = self._writable_chat(p)
+            if p.get("action") not in CHAT_ACTIONS:
+                raise _bad("wrong parameter action in request")
+            self._chat_actions.append({"chat_id": user.id, "action": p["action"], "time": time.monotonic()})
+            self._cond.notify_all()
+        return True
 
     def _m_getFile(self, p: dict) -> dict:
         with self._lock:
@@ -252,6 +295,17 @@ class BotApi:
         if caption and len(caption) > 1024:
             raise _bad("message caption is too long")
         return {"kind": kind, "caption": caption, "bytes": upload.data, "filename": upload.filename}
+
+    def _photo_fields(self, upload: Upload, p: dict) -> dict:
+        """A photo message's fields: a real image within Telegram's dimensions, its sizes, its caption."""
+        try:
+            sizes = self._photo_sizes(upload.data)
+        except OSError:
+            raise _bad("IMAGE_PROCESS_FAILED") from None
+        width, height = sizes[-1].width, sizes[-1].height
+        if width + height > 10000 or max(width, height) > 20 * min(width, height):
+            raise _bad("PHOTO_INVALID_DIMENSIONS")
+        return self._media("photo", upload, p) | {"photo": [size.as_dict() for size in sizes]}
 
     @staticmethod
     def _markup(p: dict) -> dict | None:
@@ -312,6 +366,7 @@ class BotApi:
         markup = self._markup(p)
         record = {"message_id": self._next_message_id(user.id), "chat_id": user.id, "date": int(time.time())}
         record |= {"text": None, "caption": None, "bytes": None, "filename": None, "reply_markup": markup} | fields
+        record["silent"] = p.get("disable_notification") is True  # sent without a sound
         self._messages[(user.id, record["message_id"])] = record
         self._emit(record, "sent")
         return self._api_message(record)
@@ -324,7 +379,8 @@ class BotApi:
         return self._api_message(record)
 
     def _emit(self, record: dict, event: str) -> None:
-        self._events.append(copy.deepcopy(record) | {"event": event, "seq": len(self._events) + 1})
+        stamp = {"event": event, "seq": len(self._events) + 1, "at": time.monotonic()}
+        self._events.append(copy.deepcopy(record) | stamp)
         self._cond.notify_all()
 
     def _api_message(self, record: dict) -> dict:

@@ -99,12 +99,43 @@ class FakeUser:
         """Presses the inline button with ``callback_data`` on a bot message; returns the query id."""
         return self.server._press(self, message, callback_data)
 
+    def press_forged(self, message: dict | int, callback_data: str) -> str:
+        """What a modified client can send: any ``callback_data``, on a button or not, for a bot message."""
+        return self.server._press(self, message, callback_data, forged=True)
+
     def block(self) -> None:
         """Sends to this chat fail with 403 until ``unblock()``."""
         self.blocked = True
 
     def unblock(self) -> None:
         self.blocked = False
+
+
+class FakeGroup:
+    """A group chat (``tg.group(...)``, a negative id): ``member(user)`` writes and presses in it."""
+
+    def __init__(self, server: FakeTelegram, chat_id: int, title: str):
+        self.server, self.id, self.title, self.blocked = server, chat_id, title, False
+
+    def chat_dict(self) -> dict:
+        return {"id": self.id, "type": "group", "title": self.title}
+
+    def member(self, user: FakeUser) -> FakeUser:
+        """``user`` in this group: their updates come from them, in this chat."""
+        return FakeMember(self.server, user, self)
+
+
+class FakeMember(FakeUser):
+    def __init__(self, server: FakeTelegram, user: FakeUser, group: FakeGroup):
+        super().__init__(server, user.id, user.first_name, user.language_code)
+        self.group = group
+
+    @property
+    def chat_id(self) -> int:
+        return self.group.id
+
+    def chat_dict(self) -> dict:
+        return self.group.chat_dict()
 
 
 class FakeTelegram(BotApi):
@@ -231,24 +262,33 @@ class FakeTelegram(BotApi):
         with self._lock:
             return self._users.setdefault(user_id, FakeUser(self, user_id, first_name, language_code))
 
+    def group(self, chat_id: int, title: str = "Team") -> FakeGroup:
+        """The group chat ``chat_id`` (negative, as Telegram's are): made on the first call, the same one after."""
+        if chat_id >= 0:
+            raise ValueError("a group's chat id is negative")
+        with self._lock:
+            return self._users.setdefault(chat_id, FakeGroup(self, chat_id, title))
+
     def _user_message(self, user: FakeUser, content: dict) -> dict:
         with self._lock:
-            message = {"message_id": self._next_message_id(user.id), "from": user.as_dict()}
+            message = {"message_id": self._next_message_id(user.chat_id), "from": user.as_dict()}
             message |= {"chat": user.chat_dict(), "date": int(time.time())} | content
         self._enqueue({"message": message})
         return message
 
-    def _press(self, user: FakeUser, message: dict | int, callback_data: str) -> str:
+    def _press(self, user: FakeUser, message: dict | int, callback_data: str, forged: bool = False) -> str:
         message_id = message["message_id"] if isinstance(message, dict) else message
         with self._lock:
-            record = self._messages.get((user.id, message_id), {})
-            if callback_data not in [data for _, data in self.buttons(record)]:
+            record = self._messages.get((user.chat_id, message_id), {})
+            if not (record if forged else callback_data in [data for _, data in self.buttons(record)]):
                 buttons = self.buttons(record)
-                raise AssertionError(f"bot message {message_id} in chat {user.id} has no {callback_data!r}: {buttons}")
+                raise AssertionError(
+                    f"bot message {message_id} in chat {user.chat_id} has no {callback_data!r}: {buttons}"
+                )
             query_id = str(secrets.randbits(63))
             self._answers[query_id] = None
             query = {"id": query_id, "from": user.as_dict(), "message": self._api_message(record)}
-            query |= {"chat_instance": str(user.id), "data": callback_data}
+            query |= {"chat_instance": str(user.chat_id), "data": callback_data}
         self._enqueue({"callback_query": query})
         return query_id
 
@@ -261,7 +301,7 @@ class FakeTelegram(BotApi):
 
     def events(self, chat_id: int | None = None, since: int = 0) -> list[dict]:
         """Every send and edit of a bot message after ``since`` (see ``mark()``): the message as it was
-        then, with "event" ("sent" | "edited") and "seq"."""
+        then, with "event" ("sent" | "edited"), "seq" and "at" (``time.monotonic()``)."""
         with self._lock:
             return [copy.deepcopy(e) for e in self._events[since:] if chat_id in (None, e["chat_id"])]
 
@@ -334,6 +374,11 @@ class FakeTelegram(BotApi):
     def download_count(self, file_id: str) -> int:
         with self._lock:
             return self._downloads[file_id]
+
+    def chat_actions(self, chat_id: int | None = None) -> list[dict]:
+        """Every sendChatAction so far, oldest first: chat_id, action and time (``time.monotonic()``)."""
+        with self._lock:
+            return [copy.deepcopy(a) for a in self._chat_actions if chat_id in (None, a["chat_id"])]
 
     def callback_answer(self, query_id: str) -> dict | None:
         """The answerCallbackQuery parameters for a press; None while it is unanswered."""

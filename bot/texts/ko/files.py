@@ -88,26 +88,6 @@ def usage_line(usage) -> str:
     )
 
 
-def datasets_list(datasets: list, current_id: str | None, usage) -> str:
-    if not datasets:
-        return "아직 데이터셋이 없어요. Pascal VOC 데이터셋을 .zip으로 보내 주세요.\n" + usage_line(usage)
-    lines = ["내 데이터셋 (* = 현재, /train이 쓰는 것):"]
-    lines += [
-        f"{'*' if d.id == current_id else ' '} {d.id}  {d.name}  {status_word(d.status)}  {size_text(d.size_bytes)}"
-        for d in datasets
-    ]
-    lines.append(usage_line(usage))
-    return "\n".join(lines)
-
-
-def use_button(dataset_id: str) -> str:
-    return f"{dataset_id} 사용"
-
-
-def delete_button(item_id: str) -> str:
-    return f"{item_id} 삭제"
-
-
 CONFIRM_DELETE = "네, 삭제할게요"
 KEEP = "아니요, 둘게요"
 DELETE_PREDICTIONS_BUTTON = "예측 삭제"
@@ -138,14 +118,6 @@ def dataset_not_ready(dataset_id: str, status: str) -> str:
 def dataset_busy(dataset_id: str, jobs: tuple) -> str:
     listed = ", ".join(job.id for job in jobs)
     return f"작업 {listed}이(가) 데이터셋 {dataset_id}을(를) 쓰고 있어요. 중지하거나 끝난 뒤에 삭제하세요."
-
-
-def jobs_list(jobs: list, usage) -> str:
-    lines = [f"{j.id}  {j.model}  {status_word(j.status)}  데이터셋 {j.dataset_id}" for j in jobs] or [
-        "아직 작업이 없어요: /train"
-    ]
-    lines.append(usage_line(usage))
-    return "\n".join(lines)
 
 
 def confirm_delete_job(job_id: str, size: int) -> str:

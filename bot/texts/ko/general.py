@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from . import from_pipeline as _pipeline
 from .files import dataset_busy, job_not_deletable, quota_full, status_word
 
 HELP = """detbot은 내 사진으로 물체 검출기를 학습시켜요.
 
-1. Pascal VOC 데이터셋(이미지 + LabelImg XML 파일)을 .zip으로 보내 주세요. 확인한 뒤 보고서와 미리보기로 답해요.
+1. 라벨을 단 이미지를 .zip으로 보내 주세요: Pascal VOC, COCO JSON, YOLO, LabelMe, TensorFlow CSV
+(Roboflow, CVAT, Label Studio, LabelImg에서 내보낸 그대로). 확인한 뒤 보고서와 미리보기로 답해요.
 2. /split [val_ratio] [seed] - 학습/검증 나누기 (기본값 0.1, 0).
 3. /labels - 클래스 보기. /labels rename a=b, /labels merge a,b=c, /labels drop x, /labels file.
 4. /model - 검출기 고르기 (추천 모델에 표시가 있어요).
@@ -18,7 +18,7 @@ HELP = """detbot은 내 사진으로 물체 검출기를 학습시켜요.
 /datasets - 내 데이터셋: 현재 데이터셋을 고르거나 오래된 것을 지워요.
 /predict - 그다음 사진을 보내면 모델이 찾은 것을 그려 드려요.
 /dataset URL - 텔레그램으로 보내기엔 너무 큰 데이터셋.
-/settings - 답하는 언어 (English, 한국어)."""
+/settings - 답하는 언어 (English, 한국어), 조용한 알림, 손실 그래프 간격."""
 
 COMMANDS = [
     ("start", "이 봇이 하는 일"),
@@ -35,15 +35,17 @@ COMMANDS = [
     ("predict", "사진으로 모델 써 보기"),
     ("dataset", "URL에서 데이터셋 가져오기"),
     ("datasets", "내 데이터셋: 고르기, 삭제"),
-    ("settings", "언어"),
+    ("settings", "언어, 알림"),
 ]
 
 STRANGER = "죄송해요, 이 detbot은 비공개예요. 관리자에게 내 텔레그램 id를 ALLOWED_USER_IDS에 넣어 달라고 해 주세요."
 APOLOGY = "죄송해요, 제 쪽에서 문제가 생겼어요. 기록해 두었어요. 보내신 것은 그대로 있으니 다시 해 보세요."
-NOT_A_ZIP = "데이터셋은 .zip 파일(이미지 + Pascal VOC .xml 주석)로 보내 주세요."
+NOT_A_ZIP = "데이터셋은 .zip 파일(이미지 + 주석: Pascal VOC, COCO JSON, YOLO, LabelMe, CSV)로 보내 주세요."
 SPLIT_USAGE = "사용법: /split [val_ratio] [seed], 예: /split 0.2 1"
 LABELS_USAGE = "사용법: /labels, /labels rename a=b, /labels merge a,b=c, /labels drop x, /labels file"
-NO_DATASET = "아직 데이터셋이 없어요. 먼저 Pascal VOC 데이터셋을 .zip으로 보내 주세요."
+NO_DATASET = (
+    "아직 데이터셋이 없어요. 먼저 라벨을 단 이미지를 .zip으로 보내 주세요(Pascal VOC, COCO JSON, YOLO, LabelMe, CSV)."
+)
 NO_JOB_YET = "아직 그런 작업이 없어요. /train으로 시작하세요."
 START_BUTTON, CANCEL_BUTTON = "시작", "취소"
 STOP_BUTTON, CONTINUE_BUTTON = "중지", "계속"
@@ -52,7 +54,6 @@ CARD_EXPIRED = "이 카드는 만료됐어요. /train을 다시 보내 주세요
 CANCELLED = "취소했어요."
 ARCHIVE_CAPTION = "학습한 모델이에요: SavedModel, 라벨 맵, 설정, 지표, 예시."
 NOTHING_FOUND = "찾은 것이 없어요"
-SETTINGS = "설정이에요. 답하는 언어(지금은 한국어):"
 FOLLOW_TELEGRAM = "텔레그램 앱 언어대로"
 
 
@@ -65,7 +66,8 @@ def dataset_waiting(dataset_id: str, status: str) -> str:
 
 
 def pick_model(name: str, reason: str) -> str:
-    return f"검출기를 고르세요. 추천(*): {name} - {_pipeline.recommendation(reason)}."
+    """``reason``: ``recommendation()``'s words."""
+    return f"검출기를 고르세요. 추천(*): {name} - {reason}."
 
 
 def model_chosen(name: str) -> str:
@@ -94,14 +96,6 @@ def predict_prompt(job_id: str) -> str:
 
 def detections(found: list[dict]) -> str:
     return ", ".join(f"{d['label']} {d['score']:.2f}" for d in found) or NOTHING_FOUND
-
-
-def archive_parts(archive_name: str, size: int, limit_mb: int, parts: int) -> str:
-    return (
-        f"아카이브가 {size / 2**20:.0f} MB로 업로드 한도 {limit_mb} MB를 넘어서 {parts}개로 나눠 보냈어요. "
-        f"합치는 방법: cat {archive_name}.* > {archive_name} (Windows: copy /b "
-        f"{archive_name}.001+{archive_name}.002 {archive_name})."
-    )
 
 
 _STORE_THINGS = {"job": "/jobs에서 작업 목록을 볼 수 있어요", "dataset": "/datasets에서 데이터셋 목록을 볼 수 있어요"}
@@ -136,25 +130,6 @@ def too_big(size_mb: float, limit_mb: int, local_mode: bool) -> str:
         return f"그 파일은 {size_mb:.0f} MB예요. 이 봇은 {limit_mb} MB까지 받아요. 더 작은 zip을 보내 주세요."
     return (
         f"그 파일은 {size_mb:.0f} MB인데, 텔레그램 클라우드 Bot API의 봇은 {limit_mb} MB까지만 내려받을 수 있어요. "
-        "/dataset https://... 로 URL을 보내 주시거나, 자체 Bot API 서버(telegram-bot-api --local)로 detbot을 "
-        "실행하면 한도가 2000 MB로 올라가요(README 참고)."
+        "/dataset https://... 로 URL을 보내 주시거나, 봇 관리자에게 자체 Bot API 서버로 실행해 달라고 하세요. "
+        "그러면 한도가 2000 MB로 올라가요(README 참고)."
     )
-
-
-# The pipeline words its errors in English with the data baked in (file names, lines, limits): a Korean
-# lead from the kind, then its words as the detail.
-_PIPELINE_ERRORS = {
-    "dataset_rejected": "이 zip은 쓸 수 없어요(안전하지 않거나, 깨졌거나, 비어 있어요)",
-    "too_many_pixels": "이미지가 너무 커요",
-    "label_map_error": "라벨 맵에 문제가 있어요",
-    "workspace_error": "데이터셋에서 이 단계를 할 수 없어요",
-    "usage_error": "그 요청은 할 수 없어요",
-    "weights_error": "사전 학습 가중치를 가져오지 못했어요",
-    "training_error": "학습을 시작하거나 이어 갈 수 없어요",
-    "export_error": "모델을 내보내지 못했어요",
-}
-
-
-def pipeline_error(kind: str, message: str) -> str:
-    lead = _PIPELINE_ERRORS.get(kind, "처리하지 못했어요")
-    return f"{lead}. 자세한 내용(영어): {message}"

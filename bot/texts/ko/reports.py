@@ -15,8 +15,9 @@ from bot.texts.reports import (
     split_file,
 )
 
-from . import from_pipeline as _pipeline
 from .files import status_word
+from .formats import format_name
+from .pipeline_words import class_warning, device, problem_action, problem_detail, problem_name
 
 
 def in_file(filename: str) -> str:
@@ -35,41 +36,49 @@ def report(dataset_id: str, summary: dict) -> tuple[str, str | None]:
 def _report(dataset_id: str, summary: dict, compact: bool) -> str:
     classes = summary["classes"]
     lines = [
-        f"데이터셋 {dataset_id}: 이미지 {summary['images']}장, 라벨된 이미지 {summary['labelled_images']}장, "
+        f"데이터셋 {dataset_id}({format_name(summary.get('format'))} 형식): 이미지 {summary['images']}장, "
+        f"라벨된 이미지 {summary['labelled_images']}장, "
         f"상자 {summary['boxes']}개, 클래스 {len(classes)}개."
     ]
     if not compact or len(classes) <= CLASSES_IN_CHAT:
         lines += [f"  {name}: 이미지 {c['images']}장에 상자 {c['boxes']}개" for name, c in classes.items()]
-    lines.append(_split(summary["splits"], summary.get("warnings", []), compact))
+    lines.append(_split(summary["splits"], summary.get("class_warnings", []), compact))
     lines.append(problems(summary["problems"], compact=compact))
     lines.append("다음: /split으로 분할 바꾸기, /labels로 클래스 고치기, /model로 검출기 고르기.")
     return "\n".join(lines)
 
 
 def problems(items: list[dict], per_kind: int = 3, compact: bool = True) -> str:
-    """Each kind and what was done, worded from the kind; the examples by file (the details are English)."""
+    """Each kind and what was done, worded from its kind and parameters."""
     if not items:
         return "문제가 없어요."
     counts = Counter(p["kind"] for p in items)
     lines = ["문제 (처리한 방법):"]
     for kind, count in counts.most_common():
         examples = [p for p in items if p["kind"] == kind][: per_kind if compact else None]
-        name, action = _pipeline.PROBLEM_NAMES.get(kind, kind), _pipeline.PROBLEM_ACTIONS.get(kind, "")
-        lines.append(f"- {name} x{count}: {action}")
-        lines += [f"    {_example(p, compact)}" for p in examples]
+        lines.append(f"- {problem_name(kind)} x{count}: {problem_action(examples[0])}")
+        lines += [f"    {_clip(problem_detail(p)) if compact else problem_detail(p)}" for p in examples]
         if count > len(examples):
             lines.append(f"    ... 외 {count - len(examples)}개")
     return "\n".join(lines)
 
 
-def _example(problem: dict, compact: bool) -> str:
-    """The chat names the file; the attached report adds the pipeline's detail, as it has it."""
-    if compact:
-        return _clip(problem["file"] or problem["detail"])
-    return f"{problem['file']}  {problem['detail']}".strip()
+FIX_GONE = "이 버튼은 더 이상 쓸 수 없어요. 지금 클래스는 /labels에서 볼 수 있어요."
 
 
-def split(dataset_id: str, splits: dict, warnings: list[str]) -> tuple[str, str | None]:
+def merge_button(names: list[str], into: str) -> str:
+    return f"{', '.join(names)} → {into} 합치기"
+
+
+def merged(names: list[str], into: str, classes: list[str]) -> str:
+    return f"{', '.join(names)}을(를) {into}(으)로 합쳤어요. 이제 클래스: {_names(classes)}."
+
+
+def fix_not_current(dataset_id: str) -> str:
+    return f"데이터셋 {dataset_id}은(는) 지금 데이터셋이 아니에요. /datasets에서 고른 뒤 다시 눌러 주세요."
+
+
+def split(dataset_id: str, splits: dict, warnings: list[dict]) -> tuple[str, str | None]:
     whole, chat = (_split(splits, warnings, compact) for compact in (False, True))
     return _with_file(chat, whole, split_file(dataset_id))
 
@@ -77,7 +86,7 @@ def split(dataset_id: str, splits: dict, warnings: list[str]) -> tuple[str, str 
 _SPLITS = {"train": "학습", "val": "검증", "test": "테스트"}
 
 
-def _split(splits: dict, warnings: list[str], compact: bool) -> str:
+def _split(splits: dict, warnings: list[dict], compact: bool) -> str:
     lines = ["분할: " + ", ".join(f"{_SPLITS.get(name, name)} {s['images']}장" for name, s in splits.items())]
     classes = sorted({c for s in splits.values() for c in s["classes"]})
     if not compact or len(classes) <= CLASSES_IN_CHAT:
@@ -87,7 +96,7 @@ def _split(splits: dict, warnings: list[str], compact: bool) -> str:
             )
             lines.append(f"  {name}: {counts}")
     shown = warnings[:WARNINGS_IN_CHAT] if compact else warnings
-    lines += [f"주의: {_pipeline.split_warning(w)}" for w in shown]
+    lines += [f"주의: {class_warning(w)}" for w in shown]
     if len(warnings) > len(shown):
         lines.append(f"... 주의 {len(warnings) - len(shown)}개 더")
     return "\n".join(lines)
@@ -129,7 +138,7 @@ def train_card(card: dict) -> str:
         f"클래스: {_names(card['classes'])}\n"
         f"이미지: 학습 {card['train_images']}장 / 검증 {card['val_images']}장\n"
         f"배치 크기 {card['batch_size']}, {card['steps']} 스텝 ({card['epochs']:.1f} 에폭)\n"
-        f"장치: {_pipeline.device(card['device'])}\n시작점: {START_POINTS[card['start']]}\n"
+        f"장치: {device(card['device'])}\n시작점: {START_POINTS[card['start']]}\n"
         f"예상 시간: {estimate}" + (f"\n설정: {' '.join(card['overrides'])}" if card["overrides"] else "")
     )
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 from bot.texts.training import _short
 
 from .files import status_word
+from .pipeline_errors import pipeline_error
 
 
 def nan_alert(job_id: str, nan: dict) -> str:
-    return (
-        f"알림: 작업 {job_id} - 손실이 NaN이 됐어요. 마지막 정상 체크포인트부터 학습을 이어 가요. "
-        "중지할까요, 계속할까요?"
+    what = (
+        f"스텝 {nan['step']}에서 손실이 {'폭발했어요' if nan['exploded'] else 'NaN/Inf가 됐어요'}. 스텝 "
+        f"{nan['rolled_back_to']}(으)로 되돌리고 학습률을 x{nan['lr_scale']:g}로 낮춰요"
+        if "lr_scale" in nan
+        else "손실이 NaN이 됐어요"
     )
+    return f"알림: 작업 {job_id} - {what}. 마지막 정상 체크포인트부터 학습을 이어 가요. 중지할까요, 계속할까요?"
 
 
 def failed(job_id: str, event: dict, message: str, log: str = "") -> str:
@@ -26,7 +30,7 @@ def failed(job_id: str, event: dict, message: str, log: str = "") -> str:
         if event.get("resumable")
         else "이어 할 수 있는 것이 없어요. 원인을 고친 뒤 /train으로 새 작업을 시작하세요."
     )
-    return f"{head}: {message}\n{advice}{log}"
+    return f"{head}: {pipeline_error(event.get('cause', ''), message, event.get('details'))}\n{advice}{log}"
 
 
 def interrupted(job_id: str, log_tail: str | None) -> str:

@@ -1,0 +1,268 @@
+"""/predict with a warm model, through the real bot (`python -m bot`) and the fake Bot API.
+
+The model is the run's shared ``exported_archive``, recorded in the bot's store as a finished job of Ann's
+(``seed_finished_job``). Which worker answered a photo is read from the bot's log (each worker logs its pid
+when it starts and when its model is ready) and checked in /proc: a child of the bot, alive or gone. What
+the photo should show is the archive's own prediction, run here with ``pipeline.export.predict``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from bot import texts
+from pipeline.data.synthetic import SyntheticSpec, render_sample
+from tests.test_bot_e2e import ANN, BOB, BotProcess, say, seed_finished_job, text_of
+
+pytestmark = pytest.mark.slow
+STARTED = re.compile(r"predict worker (\d+) started")
+READY = re.compile(r"predict worker (\d+) ready for .* in ([\d.]+) s")
+WARM_BOUND_S = 3.0  # the target is < 1 s; this bound leaves room for a machine busy with other tests
+
+
+def shapes_photo(seed: int) -> bytes:
+    """A photo like the ones the model was trained on: coloured circles, squares and triangles."""
+    return render_sample(random.Random(seed), SyntheticSpec(), "photo.jpg")[0]
+
+
+def started_workers(log: Path) -> list[int]:
+    return [int(pid) for pid in STARTED.findall(log.read_text(errors="replace"))]
+
+
+def child_of(pid: int, parent: int) -> bool:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float) -> float:
+    """Seconds until process ``pid`` no longer exists (reaped, not a zombie)."""
+    started = time.monotonic()
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() - started < timeout, f"worker {pid} still exists after {timeout} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def send_photo(tg, user, data: bytes, timeout: float = 240) -> tuple[dict, float]:
+    """The bot's reply to a photo (a photo, or a text when it cannot answer with one) and the seconds it took."""
+    mark = tg.mark()
+    started = time.perf_counter()
+    user.send_photo(data)
+    reply = tg.wait_for(lambda m: m["event"] == "sent", chat_id=user.chat_id, since=mark, timeout=timeout)
+    return reply, time.perf_counter() - started
+
+
+def press(tg, user, message: dict, label_start: str) -> dict:
+    """Presses the button whose text starts with ``label_start``; the photo as the bot then edited it."""
+    [data] = [data for text, data in tg.buttons(tg_message(tg, message)) if text.startswith(label_start)]
+    mark = tg.mark()
+    user.press(message, data)
+    return tg.wait_for(
+        lambda m: m["event"] == "edited" and m["message_id"] == message["message_id"],
+        chat_id=user.chat_id,
+        since=mark,
+        timeout=30,
+    )
+
+
+def tg_message(tg, message: dict) -> dict:
+    return next(m for m in tg.messages(message["chat_id"]) if m["message_id"] == message["message_id"])
+
+
+def expected(found, threshold: float) -> list[dict]:
+    return [d.to_json() for d in found if d.score >= threshold]
+
+
+@pytest.fixture(scope="module")
+def seen(exported_archive, tmp_path_factory) -> tuple[bytes, list]:
+    """A photo, and every detection the archive's model makes on it (down to 0.05), found here."""
+    from pipeline.export.predict import predict
+
+    photo = shapes_photo(3)
+    path = tmp_path_factory.mktemp("seen") / "photo.jpg"
+    path.write_bytes(photo)
+    found = predict(exported_archive, path, threshold=0.05)
+    assert len(expected(found, 0.05)) > len(expected(found, 0.3)), "the photo must show the thresholds apart"
+    return photo, found
+
+
+@pytest.fixture
+def ann_with_a_model(tmp_path, trained_job, exported_archive, shapes_workspace):
+    """The data folder with Ann's finished job, whose archive is the shared export."""
+    seed_finished_job(tmp_path / "data", trained_job, exported_archive, shapes_workspace)
+    return tmp_path / "data"
+
+
+def start_bot(tg, data: Path, **settings) -> BotProcess:
+    mark = tg.mark()
+    process = BotProcess(tg, data, **settings)
+    tg.wait_until_polling()
+    ann = tg.user(ANN, "Ann")
+    tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)  # the finished job's archive
+    say(tg, ann, "/predict", "model of job")
+    return process
+
+
+def test_the_second_photo_is_answered_warm_redrawn_at_other_thresholds_and_the_idle_model_unloads(
+    tg, tmp_path, ann_with_a_model, seen
+):
+    photo, found = seen
+    bot = start_bot(tg, ann_with_a_model, DETBOT_PREDICT_IDLE_S="3")
+    log, ann = tmp_path / "bot.log", tg.user(ANN, "Ann")
+    try:
+        first, cold = send_photo(tg, ann, photo)
+        assert first["kind"] == "photo" and text_of(first) == texts.detections(expected(found, 0.3))
+        [worker] = started_workers(log)
+        assert child_of(worker, bot.process.pid)
+        second, warm = send_photo(tg, ann, photo)
+        assert second["kind"] == "photo" and text_of(second) == text_of(first)
+        assert started_workers(log) == [worker] and child_of(worker, bot.process.pid)  # the same process answered
+        print(f"/predict: cold {cold:.2f} s, warm {warm:.2f} s")
+        assert warm < cold and warm < WARM_BOUND_S
+
+        # Idle for 3 s, the worker is stopped and reaped; the buttons redraw without it.
+        assert wait_gone(worker, timeout=20) < 20
+        assert "was idle" in log.read_text()
+        lower = press(tg, ann, second, "More boxes")
+        assert lower["kind"] == "photo" and lower["bytes"] != second["bytes"]
+        assert text_of(lower) == texts.threshold_caption(expected(found, 0.15), 0.15)
+        lowest = press(tg, ann, second, "More boxes")
+        assert text_of(lowest) == texts.threshold_caption(expected(found, 0.05), 0.05)
+        assert [text for text, _ in tg.buttons(lowest)] == [texts.higher_threshold(0.15)]  # nothing lower
+        higher = press(tg, ann, second, "Fewer boxes")
+        assert text_of(higher) == text_of(lower) and higher["bytes"] == lower["bytes"]
+        assert started_workers(log) == [worker]
+
+        # The next photo starts a fresh worker.
+        third, _ = send_photo(tg, ann, photo)
+        assert third["kind"] == "photo" and text_of(third) == text_of(first)
+        assert len(started_workers(log)) == 2 and started_workers(log)[1] != worker
+    finally:
+        bot.stop()
+    assert all(not Path(f"/proc/{pid}").exists() for pid in started_workers(log))  # they died with the bot
+
+
+def test_threshold_buttons_refuse_forged_data_and_other_users(tg, tmp_path, ann_with_a_model):
+    bot = start_bot(tg, ann_with_a_model)
+    ann, bob = tg.user(ANN, "Ann"), tg.user(BOB, "Bob")
+    try:
+        shot, _ = send_photo(tg, ann, shapes_photo(4))
+        [(_, data), _] = tg.buttons(shot)
+        assert re.fullmatch(r"thr:[0-9a-f]{8}:[0-9]", data)
+        # A modified client's data, in her own chat: another photo, a path, too long, a level out of range.
+        for forged in ("thr:0000000a:1", "thr:../../x:1", "thr:" + "f" * 60, data[:-1] + "9", "thr:"):
+            mark = tg.mark()
+            ann.press_forged(shot, forged)
+            reply = tg.wait_for(lambda m: m["event"] == "sent", chat_id=ANN, since=mark, timeout=30)
+            assert text_of(reply) == texts.PHOTO_FORGOTTEN, forged
+        assert tg_message(tg, shot)["bytes"] == shot["bytes"]
+
+        # In a group, Bob's tap on Ann's photo is refused (an alert); hers redraws it.
+        group = tg.group(-5, "Team")
+        in_group = group.member(ann)
+        theirs, _ = send_photo(tg, in_group, shapes_photo(4))
+        [(_, stamped), _] = tg.buttons(theirs)
+        assert len(stamped.encode()) <= 64
+        mark = tg.mark()
+        query = group.member(bob).press(theirs, stamped)
+        tg.wait_until(lambda: tg.callback_answer(query) is not None, 30, "the answer to Bob's tap")
+        assert tg.callback_answer(query).get("show_alert") is True
+        assert not [e for e in tg.events(group.id, since=mark) if e["event"] == "edited"]
+        edited = press(tg, in_group, theirs, "More boxes")
+        assert edited["kind"] == "photo" and text_of(edited) == text_of(press(tg, ann, shot, "More boxes"))
+    finally:
+        bot.stop()
+
+
+def test_a_killed_or_hung_worker_is_replaced_and_the_user_always_gets_an_answer(tg, tmp_path, ann_with_a_model):
+    bot = start_bot(tg, ann_with_a_model, DETBOT_PREDICT_TIMEOUT_S="6")
+    log, ann, photo = tmp_path / "bot.log", tg.user(ANN, "Ann"), shapes_photo(5)
+    try:
+        first, _ = send_photo(tg, ann, photo)
+        assert first["kind"] == "photo"
+        [killed] = started_workers(log)
+        os.kill(killed, signal.SIGKILL)  # between photos: the next photo starts a new worker and gets its answer
+        wait_gone(killed, timeout=10)
+        second, _ = send_photo(tg, ann, photo)
+        assert second["kind"] == "photo" and text_of(second) == text_of(first)
+        hung = started_workers(log)[-1]
+        assert hung != killed
+
+        os.kill(hung, signal.SIGSTOP)  # hung over a photo: stopped after the timeout, the user told
+        reply, waited = send_photo(tg, ann, photo, timeout=60)
+        assert text_of(reply) == texts.predict_timed_out(6) and 6 <= waited < 30
+        wait_gone(hung, timeout=10)
+
+        third, _ = send_photo(tg, ann, photo)
+        assert third["kind"] == "photo" and text_of(third) == text_of(first)
+        dying = started_workers(log)[-1]
+        os.kill(dying, signal.SIGSTOP)
+        mark = tg.mark()
+        ann.send_photo(photo)
+        time.sleep(1)
+        os.kill(dying, signal.SIGKILL)  # dies over a photo
+        reply = tg.wait_for(lambda m: m["event"] == "sent", chat_id=ANN, since=mark, timeout=30)
+        assert text_of(reply) == texts.PREDICT_CRASHED
+        assert len(started_workers(log)) == 3
+    finally:
+        bot.stop()
+
+
+def test_without_warm_models_each_photo_runs_in_a_process_of_its_own(tg, tmp_path, ann_with_a_model, seen):
+    photo, found = seen
+    bot = start_bot(tg, ann_with_a_model, DETBOT_PREDICT_MODELS="0")
+    ann = tg.user(ANN, "Ann")
+    try:
+        shot, _ = send_photo(tg, ann, photo)
+        assert shot["kind"] == "photo" and text_of(shot) == texts.detections(expected(found, 0.3))
+        assert started_workers(tmp_path / "bot.log") == []
+        higher = press(tg, ann, shot, "Fewer boxes")
+        assert text_of(higher) == texts.threshold_caption(expected(found, 0.5), 0.5)
+    finally:
+        bot.stop()
+
+
+def test_at_most_the_set_number_of_models_stay_loaded_the_least_recently_used_going_first(
+    tmp_path, exported_archive, seen, caplog
+):
+    """The pool alone, on two archives (two copies: a model is known by its archive's path)."""
+    import asyncio
+    import logging
+    import shutil
+
+    from bot.predictor import WarmPredictors
+
+    caplog.set_level(logging.INFO, logger="bot.predictor")
+    photo, found = seen
+    (tmp_path / "photo.jpg").write_bytes(photo)
+    first, second = (shutil.copyfile(exported_archive, tmp_path / f"{name}.zip") for name in ("first", "second"))
+    request = {"image": str(tmp_path / "photo.jpg"), "out": str(tmp_path / "out.png"), "threshold": 0.3, "floor": 0.05}
+
+    async def photos() -> None:
+        pool = WarmPredictors(idle_s=60, models=1, timeout_s=60)
+        try:
+            for archive in (first, second, first):
+                answer = await pool.predict(archive, request, None)
+                assert answer["detections"] == expected(found, 0.05)
+                *evicted, current = [int(pid) for pid in STARTED.findall(caplog.text)]
+                for _ in range(50):  # the evicted worker's exit is reaped on the loop
+                    if not any(Path(f"/proc/{pid}").exists() for pid in evicted):
+                        break
+                    await asyncio.sleep(0.1)
+                assert Path(f"/proc/{current}").exists()
+                assert [pid for pid in evicted if Path(f"/proc/{pid}").exists()] == []
+        finally:
+            pool.close()
+
+    asyncio.run(photos())
+    pids = [int(pid) for pid in STARTED.findall(caplog.text)]
+    assert len(set(pids)) == 3 and not any(Path(f"/proc/{pid}").exists() for pid in pids)
