@@ -194,7 +194,7 @@ def test_after_double_dash_an_option_is_an_override_and_is_refused(shapes_worksp
         ]
     )
     error = json.loads(capsys.readouterr().out)["error"]
-    assert code == 1 and error["kind"] == "usage_error" and "'--job-dir" in error["message"]
+    assert code == 1 and error["kind"] == "override_rejected" and "'--job-dir" in error["message"]
     assert not (tmp_path / "elsewhere").exists()
 
 

@@ -308,7 +308,7 @@ def test_job_without_checkpoints_says_train_first(trained_job, tmp_path, capsys)
         shutil.copy(trained_job / name, job / name)
     code = main(["export", str(job), "--out", str(tmp_path / "model.zip"), "--json"])
     error = json.loads(capsys.readouterr().out)["error"]
-    assert code == 1 and error["kind"] == "export_error"
+    assert code == 1 and error["kind"] == "no_checkpoint"
     assert "no checkpoint" in error["message"] and "train" in error["message"]
     assert not (tmp_path / "model.zip").exists()
     shutil.copytree(trained_job / "checkpoints", job / "checkpoints")  # trained, but never evaluated
