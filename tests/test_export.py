@@ -163,6 +163,18 @@ def test_a_zip_that_is_no_model_archive_is_refused(tmp_path):
     assert list((tmp_path / "photos.zip.cache").iterdir()) == []
 
 
+def left_out_int8(exported) -> bool:
+    """True when this run's export dropped its int8 model, and then checks it was dropped for the right reason:
+    int8 calibration on the shared job's 8 validation images can land outside the tolerance, and the export
+    must then leave it out of the archive rather than ship a model that disagrees with training."""
+    int8 = next(a for a in exported.artefacts if a.name == "int8")
+    if int8.kept:
+        return False
+    assert int8.ap50 is not None and abs(int8.ap50 - exported.training_ap50) > int8.tolerance, int8
+    assert "left out" in int8.note and not (extract(exported.archive) / "model_int8.tflite").exists()
+    return True
+
+
 @pytest.mark.slow
 def test_every_model_is_kept_and_agrees_with_training(exported, shapes_workspace):
     assert exported.tflite, exported.tflite_note
@@ -173,17 +185,23 @@ def test_every_model_is_kept_and_agrees_with_training(exported, shapes_workspace
         assert by_name[name].tolerance == max(base, 1 / boxes)
     assert by_name["int8"].tolerance == max(INT8_TOLERANCE, 1 / boxes)
     folder = extract(exported.archive)
+    dropped = {"int8"} if left_out_int8(exported) else set()
     for artefact in exported.artefacts:
+        if artefact.name in dropped:
+            continue
         assert artefact.kept, artefact
         if artefact.ap50 is not None:
             assert abs(artefact.ap50 - exported.training_ap50) <= artefact.tolerance
             assert 0 < artefact.latency_ms < 10_000
     for file in TFLITE:
+        if file == "model_int8.tflite" and dropped:
+            continue
         assert by_name[{"model.tflite": "float32", "model_fp16.tflite": "float16"}.get(file, "int8")].bytes == (
             (folder / file).stat().st_size
         )
     readme = (folder / "README.md").read_text()
-    assert all(file in readme for file in TFLITE) and "ObjectDetector" in readme and "256x256" in readme
+    shipped = [file for file in TFLITE if not (dropped and "int8" in file)]
+    assert all(file in readme for file in shipped) and "ObjectDetector" in readme and "256x256" in readme
 
 
 @pytest.mark.slow
@@ -217,6 +235,8 @@ def test_tflite_model_carries_its_metadata_and_runs(exported, file):
     from pipeline.export.tflite import Runner, read_metadata
     from pipeline.export.tflite import labels as label_lines
 
+    if file == "model_int8.tflite" and left_out_int8(exported):
+        return
     path = extract(exported.archive) / file
     model = path.read_bytes()
     metadata = read_metadata(model)  # MediaPipe's MetadataDisplayer
@@ -253,6 +273,8 @@ def test_int8_model_is_integer_inside(exported):
     import numpy as np
     import tensorflow as tf
 
+    if left_out_int8(exported):
+        return
     interpreter = tf.lite.Interpreter(model_path=str(extract(exported.archive) / "model_int8.tflite"))
     types = [detail["dtype"] for detail in interpreter.get_tensor_details()]
     assert types.count(np.int8) > len(types) / 2, {t.__name__: types.count(t) for t in set(types)}
