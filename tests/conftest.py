@@ -246,3 +246,17 @@ def tg():
     """The fake Bot API server on 127.0.0.1, for a real bot process or a python-telegram-bot client."""
     with FakeTelegram(DEFAULT_TOKEN) as server:
         yield server
+
+
+@pytest.fixture
+def bot(tg, tmp_path):
+    """The real bot process (``python -m bot``) on the fake Bot API, its data in ``tmp_path / "data"``;
+    files that need other settings define their own."""
+    from tests.test_bot_e2e import BotProcess, kill_trainers
+
+    (tmp_path / "data").mkdir()
+    process = BotProcess(tg, tmp_path / "data")
+    tg.wait_until_polling()
+    yield process
+    process.stop()
+    kill_trainers(tmp_path / "data")

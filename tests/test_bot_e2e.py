@@ -69,16 +69,6 @@ class BotProcess:
         self.log.close()
 
 
-@pytest.fixture
-def bot(tg, tmp_path):
-    (tmp_path / "data").mkdir()
-    process = BotProcess(tg, tmp_path / "data")
-    tg.wait_until_polling()
-    yield process
-    process.stop()
-    kill_trainers(tmp_path / "data")
-
-
 def kill_trainers(data_dir: Path) -> None:
     """Trainers outlive the bot on purpose; a test must not leave them running."""
     for pid_file in data_dir.rglob("train.pid"):

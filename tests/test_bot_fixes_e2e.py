@@ -6,21 +6,10 @@ report, its problems and the button in Korean."""
 
 from __future__ import annotations
 
-import pytest
-
 from bot.fixes import MAX_BUTTONS, Fix, offers
 from tests.builders import image_bytes, write_zip, xml
-from tests.test_bot_e2e import ANN, BOB, BotProcess, say, text_of
+from tests.test_bot_e2e import ANN, BOB, say, text_of
 from tests.test_bot_korean_e2e import assert_korean
-
-
-@pytest.fixture
-def bot(tg, tmp_path):
-    (tmp_path / "data").mkdir()
-    process = BotProcess(tg, tmp_path / "data")
-    tg.wait_until_polling()
-    yield process
-    process.stop()
 
 
 def cats_zip(path):

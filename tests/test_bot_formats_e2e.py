@@ -8,20 +8,9 @@ import io
 import re
 import zipfile
 
-import pytest
-
 from pipeline.data.synthetic import SyntheticSpec, make_dataset_zip
 from tests.builders import image_bytes, pair, zip_bytes
-from tests.test_bot_e2e import ANN, BotProcess, say, text_of
-
-
-@pytest.fixture
-def bot(tg, tmp_path):
-    (tmp_path / "data").mkdir()
-    process = BotProcess(tg, tmp_path / "data")
-    tg.wait_until_polling()
-    yield process
-    process.stop()
+from tests.test_bot_e2e import ANN, say, text_of
 
 
 def upload(tg, user, data: bytes, name: str, expect) -> str:

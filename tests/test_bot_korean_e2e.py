@@ -8,21 +8,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from pipeline.data.synthetic import SyntheticSpec, make_voc_zip
 from tests.fake_telegram import FakeTelegram
-from tests.test_bot_e2e import ANN, EVE, BotProcess, say, text_of
-
-
-@pytest.fixture
-def bot(tg, tmp_path):
-    (tmp_path / "data").mkdir()
-    process = BotProcess(tg, tmp_path / "data")
-    tg.wait_until_polling()
-    yield process
-    process.stop()
-
+from tests.test_bot_e2e import ANN, EVE, say, text_of
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # Words an English sentence can hardly do without; none is a command, a setting or a technical term.
