@@ -22,6 +22,7 @@ from storage import StoreError, open_store
 
 from . import handlers, send, texts
 from .albums import Albums
+from .cluster import Cluster
 from .config import Settings
 from .datasets import DatasetService
 from .errors import STORE_FAULTS, user_text
@@ -88,13 +89,16 @@ async def _post_init(app: Application) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.db_path)
     datasets = DatasetService(store, settings)  # checks in a worker process, one at a time
+    cluster = Cluster(settings) if settings.on_cluster else None
     app.bot_data["services"] = handlers.Services(
         users=Users(store, settings.allowed_user_ids),
         datasets=datasets,
-        # It asks nvidia-smi what the machine has, once, for every card and recommendation after.
-        training=await asyncio.to_thread(TrainingService, store, settings),
+        # It asks nvidia-smi (or the cluster's nodes) what a training gets, once, for every card after.
+        training=await asyncio.to_thread(TrainingService, store, settings, cluster=cluster),
     )
-    pool = WarmPredictors(settings.predict_idle_s, settings.predict_models, settings.predict_timeout_s)
+    # On a cluster every photo is a one-off cluster job: no model is loaded on the bot host.
+    warm = 0 if cluster else settings.predict_models
+    pool = WarmPredictors(settings.predict_idle_s, warm, settings.predict_timeout_s)
     app.bot_data["predictions"] = Predictions(app.bot_data["services"].training, pool)  # loads models on demand
     await _set_commands(app)
     await _tell_interrupted(app, await asyncio.to_thread(datasets.recover_interrupted))

@@ -7,7 +7,7 @@ says how to fix it, in one line, because it is the first thing a new user sees.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ConfigError
@@ -40,6 +40,14 @@ class Settings:
     predict_models: int = 2  # models kept loaded for /predict at once; 0: a TensorFlow process per photo
     predict_idle_s: float = 600.0  # a loaded model unused this long is unloaded
     predict_timeout_s: float = 60.0  # the most one photo may take a loaded model
+    executor: str = "local"  # where trainings, exports and predictions run: this host, or "ray"
+    ray_address: str | None = None  # the Ray head's job server, http://HOST:8265
+    ray_gpu_resource: str = "GPU"  # the Ray resource a training's GPUs are counted in
+    stop_grace_s: float = 120.0  # after a graceful stop, how long a cluster run has before it is stopped hard
+
+    @property
+    def on_cluster(self) -> bool:
+        return self.executor == "ray"
 
     @property
     def db_path(self) -> Path:
@@ -71,7 +79,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         )
     local = _flag(values, "TELEGRAM_LOCAL_MODE")
     default_limit = LOCAL_LIMIT_MB if local else None
-    return Settings(
+    settings = Settings(
         token=token,
         allowed_user_ids=_ids(values.get("ALLOWED_USER_IDS", "")),
         data_dir=Path(values.get("DETBOT_DATA_DIR", "data")).expanduser(),
@@ -94,7 +102,31 @@ def load_settings(environ: dict[str, str] | None = None, env_file: Path | None =
         predict_models=int(_number(values, "DETBOT_PREDICT_MODELS", 2, minimum=0)),
         predict_idle_s=_number(values, "DETBOT_PREDICT_IDLE_S", 600.0, minimum=1),
         predict_timeout_s=_number(values, "DETBOT_PREDICT_TIMEOUT_S", 60.0, minimum=1),
+        **_executor(values),
     )
+    # Every node of a cluster finds the data folder by the path the bot gives it, whatever its working folder.
+    return replace(settings, data_dir=settings.data_dir.absolute()) if settings.on_cluster else settings
+
+
+def _executor(values: dict) -> dict:
+    executor = values.get("DETBOT_EXECUTOR", "").strip().lower() or "local"
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"DETBOT_EXECUTOR={executor} is not local or ray: leave it out to train on this host.")
+    address = values.get("RAY_ADDRESS", "").strip() or None
+    if executor == "ray" and not (address and address.startswith(("http://", "https://"))):
+        raise ConfigError(
+            "DETBOT_EXECUTOR=ray needs RAY_ADDRESS, the head's job server, e.g. RAY_ADDRESS=http://127.0.0.1:8265 "
+            "(README: Running on several GPU hosts)."
+        )
+    resource = values.get("DETBOT_RAY_GPU_RESOURCE", "").strip() or "GPU"
+    if not resource.replace("_", "").isalnum():
+        raise ConfigError(f"DETBOT_RAY_GPU_RESOURCE={resource} is not a Ray resource name: use letters, digits, _.")
+    return {
+        "executor": executor,
+        "ray_address": address,
+        "ray_gpu_resource": resource,
+        "stop_grace_s": _number(values, "DETBOT_STOP_GRACE_S", 120.0, minimum=1),
+    }
 
 
 def _read_env_file(path: Path | None) -> dict[str, str]:

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.executors import Run, RunState
 from pipeline.train.events import parse_line
 from pipeline.train.job_folder import JobPaths
-from pipeline.train.job_process import process_start, running_pid
 from storage import Job
 
 from . import texts
@@ -22,10 +22,15 @@ from .redact import log_tail, redact
 
 log = logging.getLogger("bot.training")  # the service this is half of
 
-STARTUP_GRACE_S = 120.0
 # Failures the trainer could not explain: the end of its log says more than its message.
 UNEXPLAINED = frozenset({"internal"})
 RESULTS = "results"  # the notice a finished job's results are owed under, until they reach its user
+
+
+def job_step(store, job: Job) -> int:
+    """The last step the job reported (0: none yet)."""
+    progress = store.last_event(job.id, "progress")
+    return progress.payload["step"] if progress else 0
 
 
 def due(last: float | None, now: float, interval: float | None) -> bool:
@@ -45,7 +50,8 @@ class Outgoing:
 
 
 class JobEventsMixin:
-    """TrainingService's watching half; it needs ``store``, ``settings``, ``_last_edit`` and ``_last_plot``.
+    """TrainingService's watching half; it needs ``store``, ``settings``, ``executor``, ``_last_edit`` and
+    ``_last_plot``.
 
     ``poll`` reads files and writes the store: the watcher calls it off the event loop.
     """
@@ -60,18 +66,48 @@ class JobEventsMixin:
         notify = notifications(self.store, self.settings, job.user_id)
         out = [message for event in events for message in self._on_event(job, event, notify)]
         terminal = next((e for e in events if e["event"] in ("finished", "failed", "stopped")), None)
-        if terminal is None and job.active and not running_pid(JobPaths(job.job_dir)) and self._gone(job):
-            job = self.store.update_job(job.id, status="interrupted", finished=time.time())
-            out.append(Outgoing("text", job, texts.interrupted(job.id, self.log_tail(job))))
-        elif terminal is not None or self._edit_due(job):  # a job's last state shows at once
+        state = self.run_state(job) if terminal is None and job.active else None
+        if state is not None and not state.active:
+            out.append(self._ended_silently(job, state))
+            return out
+        started = self._left_the_cluster_queue(job, state)
+        if terminal is not None or started or self._edit_due(job):  # a job's last state shows at once
+            job = self.store.job_by_id(job.id)
             out.append(Outgoing("status", job, self.status_text(job), silent=notify.quiet))
         return out
 
-    def _gone(self, job: Job) -> bool:
-        if job.pid is not None and process_start(job.pid) == "?":  # the process it was launched as has ended
-            return True
-        # A just-launched trainer may not have written its pid yet.
-        return time.time() - (job.started or job.created) > STARTUP_GRACE_S or JobPaths(job.job_dir).events.exists()
+    def run_state(self, job: Job) -> RunState:
+        """What the job's executor says of its trainer: a cluster's run, else the local process."""
+        if job.run_id is not None:
+            state = self.executor.status(Run("ray", job.run_id))
+            if state.active and job.stop_requested and self._hard_stop_due(job, state):
+                log.warning("job %s: stopped hard, %s after a graceful stop was asked for", job.id, state.state)
+                self.executor.stop(Run("ray", job.run_id))
+            return state
+        launched = Run("local", f"{job.pid or ''} ", started=job.started or job.created)
+        return self.executor.status(launched, JobPaths(job.job_dir))
+
+    def _hard_stop_due(self, job: Job, state: RunState) -> bool:
+        # Waiting in the cluster's queue, it has nothing to save: it goes at once.
+        return state.state == "pending" or time.time() - job.stop_requested > self.settings.stop_grace_s
+
+    def _left_the_cluster_queue(self, job: Job, state: RunState | None) -> bool:
+        """A cluster run left the cluster's queue: the job is running (and shows so at once)."""
+        if state is None or state.state != "running" or job.status != "starting" or job.run_id is None:
+            return False
+        self.store.update_job(job.id, status="running")
+        return True
+
+    def _ended_silently(self, job: Job, state: RunState) -> Outgoing:
+        """A trainer gone without a last word: interrupted (a killed process, a dead node), or stopped when it
+        was stopped before it could say so (still in the cluster's queue)."""
+        if state.message:
+            log.warning("job %s: its run ended without a last word (%s): %s", job.id, state.state, state.message)
+        if job.stop_requested:
+            job = self.store.update_job(job.id, status="stopped", finished=time.time())
+            return Outgoing("text", job, texts.stopped(job.id, job_step(self.store, job)))
+        job = self.store.update_job(job.id, status="interrupted", finished=time.time())
+        return Outgoing("text", job, texts.interrupted(job.id, self.log_tail(job)))
 
     def log_tail(self, job: Job) -> str | None:
         """The end of the job's trainer log (its stdout and stderr), fit for the chat."""
@@ -175,7 +211,7 @@ class JobEventsMixin:
         return texts.status(
             job.id,
             job.model,
-            job.status,
+            texts.CLUSTER_QUEUED if job.status == "starting" and job.run_id else job.status,
             progress.payload if progress else None,
             evaluation.payload if evaluation else None,
             self.store.queue_position(job.id),

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.data.workspace import Workspace
+from pipeline.errors import ClusterError
+from pipeline.executors import LocalExecutor, Run
 from pipeline.train.catalogue import Recommendation, get_model, recommend, start_point
 from pipeline.train.chat_overrides import (
     EPOCHS,
@@ -37,6 +39,7 @@ from storage import Dataset, Job, Store
 from . import texts
 from .cli_runner import LAUNCH_LOG
 from .cli_runner import run_cli as _run_cli
+from .cluster import Cluster
 from .config import Settings
 from .datasets import ready_dataset
 from .errors import ConfigError, Refused, cli_error_text, user_text
@@ -50,6 +53,7 @@ UNITS = {"steps": "steps", "step": "steps", "epochs": "epochs", "epoch": "epochs
 # Some Telegram clients turn a typed "--" into a dash.
 OPTION_DASHES = ("-", "\u2014", "\u2013")
 RESUMABLE = ("interrupted", "stopped", "failed")
+LEASE_S = 300.0  # long enough for one submission; a bot that died holding it blocks the job no longer
 
 
 @dataclass(frozen=True)
@@ -62,13 +66,24 @@ class Draft:
 
 
 class TrainingService(JobEventsMixin):
-    def __init__(self, store: Store, settings: Settings, run_cli: Callable[..., Awaitable] | None = None):
-        """Asks nvidia-smi (up to 10 s) what the machine has, once: the bot builds it off the event loop.
-
-        ``run_cli`` stands in for ``_run_cli`` (tests record what would be started).
-        """
-        self.store, self.settings = store, settings
-        self._run_cli = run_cli or _run_cli
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        run_cli: Callable[..., Awaitable] | None = None,
+        cluster: Cluster | None = None,
+    ):
+        """Asks nvidia-smi (up to 10 s), or the cluster's nodes, what one training gets, once: the bot builds it
+        off the event loop. ``run_cli`` stands in for ``_run_cli`` (tests record what would be started)."""
+        self.store, self.settings, self.cluster = store, settings, cluster
+        self._run_cli = run_cli or (cluster.run_cli if cluster else _run_cli)
+        self._last_edit: dict[str, float] = {}
+        self._last_plot: dict[str, float] = {}  # event time of the last loss curve sent, per job
+        if cluster is not None:  # Ray places each training on GPUs of its own: none are handed out here
+            self.gpu_ids, self.gpus_per_job = (), cluster.gpus_per_job
+            self.executor, self.hardware = cluster.executor, cluster.check()
+            return
+        self.executor = LocalExecutor()
         self.gpu_ids = visible_gpu_ids(settings.visible_devices)  # what the bot hands out; () on a CPU host
         self.gpus_per_job = settings.job_gpus(len(self.gpu_ids))
         if self.gpu_ids and self.gpus_per_job > len(self.gpu_ids):
@@ -79,8 +94,6 @@ class TrainingService(JobEventsMixin):
         detected = detect_hardware(settings.visible_devices)
         # The card plans for what one training gets, which is what its trainer will detect.
         self.hardware = replace(detected, gpus=self.gpus_per_job) if detected.gpus else detected
-        self._last_edit: dict[str, float] = {}
-        self._last_plot: dict[str, float] = {}  # event time of the last loss curve sent, per job
 
     # --- /model and /train: what to train, and the card that asks first ------------------------------
 
@@ -167,6 +180,8 @@ class TrainingService(JobEventsMixin):
 
     async def _launch(self, job: Job) -> Job:
         """Start the job's trainer on GPUs no other training holds; with too few free, it stays queued."""
+        if self.cluster is not None:
+            return await asyncio.to_thread(self._submit, job)
         gpus = None
         if self.gpu_ids:
             gpus = self._free_gpus(self.gpu_ids, self.gpus_per_job)
@@ -190,6 +205,37 @@ class TrainingService(JobEventsMixin):
         if not isinstance(pid, int):
             return self._launch_failed(job, out)
         return self.store.update_job(job.id, status="running", pid=pid)
+
+    def _submit(self, job: Job) -> Job:
+        """The job as a Ray job, under its lease: never submitted twice, never beside a run of it still alive.
+
+        The run's id is stored before it is submitted, so a bot that dies in between finds it lost (and the job
+        interrupted), and one that dies after finds it running."""
+        holder = self.cluster.holder
+        if not self.store.take_lease(job.id, holder, LEASE_S):
+            log.info("job %s is being submitted by another bot; it is looked at again on the next tick", job.id)
+            return job
+        try:
+            job = self.store.job_by_id(job.id)
+            if job.status != "queued":
+                return job
+            if job.run_id and self.executor.status(Run("ray", job.run_id)).active:
+                log.info("job %s: its run %s is still alive in the cluster; attached to it", job.id, job.run_id)
+                return self.store.update_job(job.id, status="running", stop_requested=None)
+            run_id = f"detbot-{job.id}-{job.runs + 1}"
+            dataset = self.store.dataset(job.user_id, job.dataset_id)
+            argv = ["train", str(dataset.workspace.absolute()), *_train_args(job, self.settings, detached=False)]
+            self.store.update_job(
+                job.id, status="starting", started=time.time(), run_id=run_id, runs=job.runs + 1, stop_requested=None
+            )
+            self.executor.submit(argv, JobPaths(job.job_dir), gpus=self.gpus_per_job, run_id=run_id)
+            log.info("job %s submitted to the cluster as %s", job.id, run_id)
+            return self.store.job_by_id(job.id)
+        except ClusterError as error:
+            log.warning("job %s could not be submitted to the cluster: %s", job.id, error)
+            return self._launch_failed(job, {"error": error.to_json()})
+        finally:
+            self.store.release_lease(job.id, holder)
 
     def _launch_failed(self, job: Job, out) -> Job:
         error = out.get("error") if isinstance(out, dict) else None
@@ -249,8 +295,13 @@ class TrainingService(JobEventsMixin):
             return self.store.update_job(job.id, status="stopped", finished=time.time())
         if not job.active:
             raise Refused(texts.not_running(job.id, job.status))
-        request_stop(JobPaths(job.job_dir))
-        return job
+        if job.run_id is None:
+            request_stop(JobPaths(job.job_dir))
+            return job
+        # A cluster run: the STOP file asks for a checkpoint first; the watcher stops it hard after the grace
+        # period (at once while it still waits in the cluster's queue).
+        JobPaths(job.job_dir).stop_flag.touch()
+        return self.store.update_job(job.id, stop_requested=time.time())
 
     # --- the trained model ------------------------------------------------------------------------------
 
@@ -370,22 +421,21 @@ def _checked_request(request: dict, max_steps: int) -> tuple[list[str], ChatSett
         raise Refused(texts.train_setting_refused(error, OPTIONS)) from None
 
 
-def _train_args(job: Job, settings: Settings) -> list[str]:
+def _train_args(job: Job, settings: Settings, detached: bool = True) -> list[str]:
     """Everything after the workspace, built from checked values only; overrides go after "--", where
-    the CLI reads nothing as an option."""
+    the CLI reads nothing as an option. ``detached`` False: the trainer in the foreground, as a cluster runs it."""
     lengths, chosen = _checked_request(job.request, settings.max_steps)
     return [
         "--model",
         get_model(job.model).name,
         "--job-dir",
-        str(job.job_dir),
+        str(job.job_dir.absolute()),
         "--url-policy",
         settings.url_policy,
         *([] if settings.pretrained else ["--no-pretrained"]),
         *lengths,
         *chosen.trainer_options(),
-        "--detach",
-        "--json",
+        *(["--detach", "--json"] if detached else []),
         "--",
         *chosen.overrides(),
     ]

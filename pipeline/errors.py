@@ -68,3 +68,9 @@ class ExportError(PipelineError):
     """The trained model cannot be exported, or the export does not check out."""
 
     kind = "export_error"
+
+
+class ClusterError(PipelineError):
+    """The cluster an executor submits to cannot be reached, refuses a run, or is not set up as detbot needs."""
+
+    kind = "cluster_error"

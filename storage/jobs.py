@@ -26,6 +26,9 @@ UPDATABLE = frozenset(
         "model",
         "request",
         "gpus",
+        "run_id",
+        "runs",
+        "stop_requested",
     }
 )
 # Queue order is insertion order (rowid), not the clock: a clock stepped back by NTP, or two

@@ -100,6 +100,9 @@ class Job:
     finished: float | None
     updated: float
     gpus: tuple[str, ...] | None  # nvidia-smi indices its trainer was started on; None: none handed out
+    run_id: str | None  # the cluster's id of its current run (a Ray submission id); None: a local process
+    runs: int  # runs submitted to a cluster so far
+    stop_requested: float | None  # when a graceful stop was asked for
 
     @property
     def active(self) -> bool:

@@ -113,7 +113,23 @@ ALTER TABLE users ADD COLUMN quiet INTEGER;
 ALTER TABLE users ADD COLUMN plot_minutes INTEGER;
 """
 
-MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS, NOTICES_PAUSED, USER_LANGUAGE, USER_NOTIFICATIONS]
+# Version 6: where a job's trainer runs when an executor other than the bot's own host does (a Ray cluster):
+# the id of its current run there (NULL: a local process, found by its pid), how many runs it has had (each
+# resubmission gets a new id), and when a graceful stop was asked for (the cluster's hard stop follows a
+# grace period later). A lease taken while a job is being submitted keeps two bots, or two /resume at once,
+# from submitting it twice.
+JOB_RUNS = """
+ALTER TABLE jobs ADD COLUMN run_id TEXT;
+ALTER TABLE jobs ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN stop_requested REAL;
+CREATE TABLE IF NOT EXISTS job_leases (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    holder TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
+MIGRATIONS: list[Migration] = [INITIAL, JOB_GPUS, NOTICES_PAUSED, USER_LANGUAGE, USER_NOTIFICATIONS, JOB_RUNS]
 
 
 def migrate(db: Database, where: str, migrations: list[Migration] = MIGRATIONS) -> int:

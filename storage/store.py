@@ -13,6 +13,7 @@ from .datasets import UsersAndDatasets
 from .edits import DatasetEdits
 from .errors import StoreError
 from .jobs import JobsAndEvents
+from .leases import Leases
 from .notices import Notices
 from .quotas import Quotas
 from .schema import MIGRATIONS, Migration, migrate
@@ -20,7 +21,7 @@ from .schema import MIGRATIONS, Migration, migrate
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's write lock before giving up
 
 
-class Store(UsersAndDatasets, JobsAndEvents, Notices, DatasetEdits, Quotas):
+class Store(UsersAndDatasets, JobsAndEvents, Notices, DatasetEdits, Quotas, Leases):
     """Everything the bot remembers. Safe to share between threads (see ``storage.connection``)."""
 
 

@@ -54,6 +54,9 @@ NOT_IN_CHAT = {
     "fetch_error": "bot/uploads.py words a refused URL itself (URL_REFUSED)",
     "fetch_too_large": "bot/uploads.py words it itself (url_too_large)",
     "chat_option": "bot/training.py words it itself (train_setting_refused)",
+    "cluster_error": "a class default; the fallback's lead words it",
+    "storage_not_shared": "found at start-up, which it stops (bot/cluster.py): no chat yet",
+    "no_gpu_nodes": "the same",
 }
 _RAISED = [
     re.compile(r'kind="([a-z_]+)"'),  # raise SomeError(..., kind="x")

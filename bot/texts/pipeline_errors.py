@@ -168,6 +168,16 @@ _ERRORS = {
     "bad_archive": lambda d: "The model archive is damaged; the bot's owner can look into it.",
     "no_image": lambda d: "The photo did not arrive; send it again.",
     "unreadable_image": lambda d: "That photo cannot be read as an image; send a JPEG or PNG.",
+    # the Ray cluster (pipeline.executors), for a bot that trains there
+    "cluster_unreachable": lambda d: (
+        "The cluster that runs trainings does not answer right now. Your data and jobs are safe; "
+        "try again in a few minutes."
+    ),
+    "cluster_command_failed": lambda d: (
+        "The cluster could not finish that; your data and jobs are safe. Try again, and if it fails again, "
+        "the bot's owner finds why in the cluster's job log."
+    ),
+    "run_exists": lambda d: "That job is already on the cluster; /status shows it.",
     # annotation formats (pipeline.data.formats)
     "no_annotations": _formats.no_annotations,
     "mixed_formats": _formats.mixed_formats,

@@ -158,6 +158,9 @@ START_POINTS = {
 }
 
 
+CLUSTER_QUEUED = "waiting in the cluster's queue for a free GPU"
+
+
 def status(
     job_id: str,
     model: str,

@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from pipeline.cli import cluster as cli_cluster
 from pipeline.cli import export as cli_export
 from pipeline.cli import export_data as cli_export_data
 from pipeline.cli import tables
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_train.add_commands(sub, common)
     cli_export.add_commands(sub, common)
     cli_export_data.add_commands(sub, common)
+    cli_cluster.add_commands(sub, common)
 
     p = sub.add_parser("demo", parents=[common], help="write a generated dataset zip of coloured shapes")
     p.add_argument("out", type=Path, help="the .zip to write")

@@ -68,6 +68,10 @@ def records_text(outputs: dict) -> str:
 
 def job_text(status: dict) -> str:
     lines = [f"state: {status['state']} at step {status['step']}" + (" (running)" if status["running"] else "")]
+    run = status.get("run")
+    if run:
+        said = f" ({run['message']})" if run["message"] else ""
+        lines.append(f"{run['executor']} run {run['id']}: {run['state']}{said}")
     progress = status.get("last_progress")
     if progress:
         eta = progress.get("eta_s")

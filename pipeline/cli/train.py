@@ -9,12 +9,14 @@ from pathlib import Path
 import yaml
 
 from pipeline.cli import tables
+from pipeline.cli.cluster import add_ray_options, ray_executor
 from pipeline.data.workspace import Workspace
+from pipeline.executors.base import ACTIVE_STATES, Run
 from pipeline.train import job_process
 from pipeline.train.catalogue import catalog, get_model, recommend, start_point
 from pipeline.train.config import TrainRequest, build_params, workspace_facts
 from pipeline.train.hardware import Hardware, detect_hardware, parse_hardware_spec
-from pipeline.train.job_folder import load_job
+from pipeline.train.job_folder import JobPaths, load_job
 
 DEFAULT_WEIGHTS_CACHE = Path("~/.cache/detbot/weights")
 
@@ -50,6 +52,14 @@ def _add_train(sub, common) -> None:
         help="the job folder (default: WORKSPACE/jobs/MODEL-TIME); an existing job folder resumes",
     )
     p.add_argument("--detach", action="store_true", help="train in the background and return at once")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where training runs: this host (default) or a Ray cluster (submits and returns, as --detach)",
+    )
+    add_ray_options(p)
+    p.add_argument("--gpus", type=int, default=1, help="with --executor ray: GPUs the job asks the cluster for")
     p.add_argument("--no-pretrained", action="store_true", help="train from scratch, download nothing")
     p.add_argument(
         "--early-stop",
@@ -168,6 +178,8 @@ def _train(args):
         text = yaml.safe_dump(json.loads(json.dumps(params.as_dict())), sort_keys=True)
         return {"config": params.as_dict(), "start": start}, f"# starts from: {START_WORDS[start]}\n{text}"
     job_dir = args.job_dir or workspace.root / "jobs" / f"{request.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.executor == "ray":
+        return _submit(args, workspace, request, JobPaths(job_dir))
     job, created = create_job(workspace.root, request, job_dir, hardware, args.weights_cache.expanduser())
     if args.detach:
         if job_process.running_pid(job):
@@ -187,9 +199,49 @@ def _train(args):
     return payload, text
 
 
+def _submit(args, workspace: Workspace, request: TrainRequest, job: JobPaths):
+    """The job is created and trained on a cluster node (TensorFlow never loads here): the entrypoint is this
+    command in the foreground, with every option this one was given and no executor."""
+    argv = [str(workspace.root.absolute()), "--model", request.model, "--job-dir", str(job.root.absolute())]
+    argv += _length_options(args) + _trainer_options(args, request)
+    run = ray_executor(args, job.root).submit(["train", *argv, "--", *request.overrides], job, gpus=args.gpus)
+    return {"job": str(job.root), "run": run.id, "executor": run.executor, "address": run.address}, (
+        f"submitted to the Ray cluster as {run.id}; follow it with: python -m pipeline status {job.root}"
+    )
+
+
+def _length_options(args) -> list[str]:
+    if args.steps is not None:
+        return ["--steps", str(args.steps)]
+    return ["--epochs", str(args.epochs)] if args.epochs is not None else []
+
+
+def _trainer_options(args, request: TrainRequest) -> list[str]:
+    options = ["--url-policy", request.url_policy, "--early-stop", str(request.early_stop_evals)]
+    options += ["--max-recoveries", str(request.max_recoveries)]
+    options += ["--recovery-lr-factor", str(request.recovery_lr_factor)]
+    options += ["--batch-size", str(request.batch_size)] if request.batch_size else []
+    options += ["--no-pretrained"] if not request.pretrained else []
+    options += ["--pretrained-url", request.pretrained_url] if request.pretrained_url else []
+    options += ["--keep-classifier"] if request.keep_classifier else []
+    options += ["--assume-hardware", args.assume_hardware] if args.assume_hardware else []
+    return options
+
+
 def _status_payload(job, heading: str):
-    status = job_process.job_status(job)
+    status = job_process.job_status(job) | _run_status(job)
     return status, heading + "\n" + tables.job_text(status)
+
+
+def _run_status(job: JobPaths) -> dict:
+    """Where the job's last run is, and what its executor says of it (a cluster's queue, a lost run)."""
+    run = Run.load(job)
+    if run is None or run.executor != "ray":
+        return {}
+    from pipeline.executors import RayExecutor
+
+    state = RayExecutor(run.address, job.root).status(run)
+    return {"run": {"executor": run.executor, "id": run.id, "state": state.state, "message": state.message}}
 
 
 def _status(args):
@@ -199,7 +251,7 @@ def _status(args):
 
 def _stop(args):
     job, _ = load_job(args.job_dir)
-    running = job_process.request_stop(job)
+    running = job_process.request_stop(job) or _run_status(job).get("run", {}).get("state") in ACTIVE_STATES
     message = (
         "stop requested: the job saves a checkpoint and exits after the current loop"
         if running

@@ -23,13 +23,18 @@ def running_pid(job: JobPaths) -> int | None:
     try:
         pid, started = job.pid.read_text().split()
         pid = int(pid)
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    # A pid alone may have been reused by an unrelated process since; its start time may not.
-    # A zombie (killed, not yet reaped by its parent) is not running either.
+    return pid if process_alive(pid, started) else None
+
+
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether ``pid`` runs, and is the process that started at ``started`` (None: any).
+
+    A pid alone may have been reused by an unrelated process since; its start time may not.
+    A zombie (killed, not yet reaped by its parent) is not running either."""
     state, start = _proc_stat(pid)
-    return pid if start == started and state != "Z" else None
+    return state not in ("?", "Z") and started in (None, start)
 
 
 def process_start(pid: int) -> str:

@@ -160,6 +160,14 @@ _ERRORS = {
     "bad_archive": lambda d: "모델 아카이브가 깨졌어요. 봇 관리자가 살펴볼 수 있어요.",
     "no_image": lambda d: "사진이 도착하지 않았어요. 다시 보내 주세요.",
     "unreadable_image": lambda d: "그 사진은 이미지로 읽을 수 없어요. JPEG나 PNG로 보내 주세요.",
+    "cluster_unreachable": lambda d: (
+        "학습을 돌리는 클러스터가 지금 응답하지 않아요. 데이터와 작업은 안전해요. 몇 분 뒤에 다시 해 주세요."
+    ),
+    "cluster_command_failed": lambda d: (
+        "클러스터에서 그 일을 끝내지 못했어요. 데이터와 작업은 안전해요. 다시 해 보시고, 또 실패하면 "
+        "봇 관리자가 클러스터의 작업 로그에서 원인을 찾을 수 있어요."
+    ),
+    "run_exists": lambda d: "그 작업은 이미 클러스터에 있어요. /status 로 볼 수 있어요.",
     "no_annotations": _formats.no_annotations,
     "mixed_formats": _formats.mixed_formats,
 }

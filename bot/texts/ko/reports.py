@@ -143,6 +143,9 @@ def train_card(card: dict) -> str:
     )
 
 
+CLUSTER_QUEUED = "클러스터 대기열에서 빈 GPU를 기다리는 중"
+
+
 def status(
     job_id: str,
     model: str,
