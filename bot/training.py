@@ -20,16 +20,6 @@ from pipeline.data.workspace import Workspace
 from pipeline.errors import ClusterError
 from pipeline.executors import LocalExecutor, Run
 from pipeline.train.catalogue import Recommendation, get_model, recommend, start_point
-from pipeline.train.chat_overrides import (
-    EPOCHS,
-    OPTIONS,
-    ChatOptionError,
-    ChatSettings,
-    literal,
-    parse_chat_settings,
-    parse_value,
-    steps_option,
-)
 from pipeline.train.config import TrainRequest, plan_schedule, summary_facts
 from pipeline.train.hardware import detect_hardware, visible_gpu_ids
 from pipeline.train.job_folder import JobPaths
@@ -44,14 +34,12 @@ from .config import Settings
 from .datasets import ready_dataset
 from .errors import ConfigError, Refused, cli_error_text, user_text
 from .job_events import JobEventsMixin
+from .train_words import checked_request, parse_train_args, request_json, train_args
 
 log = logging.getLogger(__name__)
 
 # Seconds per step at the CPU batch, measured on this 2-core machine; elsewhere ETA comes from progress.
 CPU_STEP_S = {"mobilenetv2-fpn": 0.25, "spinenet49-mobile": 0.5, "resnet50-fpn": 1.7, "spinenet49": 1.5}
-UNITS = {"steps": "steps", "step": "steps", "epochs": "epochs", "epoch": "epochs"}
-# Some Telegram clients turn a typed "--" into a dash.
-OPTION_DASHES = ("-", "\u2014", "\u2013")
 RESUMABLE = ("interrupted", "stopped", "failed")
 LEASE_S = 300.0  # long enough for one submission; a bot that died holding it blocks the job no longer
 
@@ -157,8 +145,8 @@ class TrainingService(JobEventsMixin):
     def enqueue(self, user_id: int, chat_id: int, dataset: Dataset, request: TrainRequest) -> Job:
         if self.store.count_active(user_id) >= self.settings.max_jobs_per_user:
             raise Refused(texts.job_cap(self.settings.max_jobs_per_user))
-        stored = _request_json(request)
-        _checked_request(stored, self.settings.max_steps)  # a request that could never launch is never queued
+        stored = request_json(request)
+        checked_request(stored, self.settings.max_steps)  # a request that could never launch is never queued
         # Two jobs queued within a second must not share a folder: the second would "resume" the first.
         name = f"{request.model}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         job_dir = dataset.workspace / "jobs" / name
@@ -192,7 +180,7 @@ class TrainingService(JobEventsMixin):
         self.store.update_job(job.id, status="starting", started=time.time(), gpus=gpus)
         try:
             dataset = self.store.dataset(job.user_id, job.dataset_id)
-            argv = ["train", str(dataset.workspace), *_train_args(job, self.settings)]
+            argv = ["train", str(dataset.workspace), *train_args(job, self.settings)]
             # The detached trainer inherits this environment, and with it its GPUs.
             out = await self._run_cli(argv, env=_gpu_env(gpus))
         except Exception as error:  # a job that cannot even be launched must not keep its slot
@@ -224,7 +212,7 @@ class TrainingService(JobEventsMixin):
                 return self.store.update_job(job.id, status="running", stop_requested=None)
             run_id = f"detbot-{job.id}-{job.runs + 1}"
             dataset = self.store.dataset(job.user_id, job.dataset_id)
-            argv = ["train", str(dataset.workspace.absolute()), *_train_args(job, self.settings, detached=False)]
+            argv = ["train", str(dataset.workspace.absolute()), *train_args(job, self.settings, detached=False)]
             self.store.update_job(
                 job.id, status="starting", started=time.time(), run_id=run_id, runs=job.runs + 1, stop_requested=None
             )
@@ -347,98 +335,6 @@ class TrainingService(JobEventsMixin):
         name = f"{what} of job {job.id}" if job else what
         log.info("%s runs on %s", name, f"GPU {gpus[0]}" if gpus else "the CPU: trainings hold its GPUs")
         return _gpu_env(gpus)
-
-
-def parse_train_args(args: list[str], model: str, max_steps: int) -> TrainRequest:
-    """``/train [E | N steps | steps=N | epochs=E] [name=value ...]``: every word is data, checked here;
-    settings are only those of ``pipeline.train.chat_overrides``, and no word reaches the trainer as typed."""
-    lengths: dict[str, int | float] = {}
-    settings = []
-    words = list(args)
-    try:
-        while words:
-            word = words.pop(0)
-            key, sep, value = word.partition("=")
-            if sep and key in ("steps", "epochs"):
-                lengths[key] = _length(key, value, max_steps, word)
-            elif _is_number(word):
-                unit = UNITS[words.pop(0)] if words and words[0] in UNITS else "epochs"
-                lengths[unit] = _length(unit, word, max_steps, f"{word} {unit}")
-            elif word.startswith(OPTION_DASHES):
-                raise Refused(texts.train_option_refused(word, OPTIONS))
-            elif sep:
-                settings.append(word)
-            else:
-                raise Refused(texts.train_word_unknown(word, OPTIONS))
-        chosen = parse_chat_settings(settings)
-    except ChatOptionError as error:
-        raise Refused(texts.train_setting_refused(error, OPTIONS)) from None
-    if len(lengths) > 1:
-        raise Refused(texts.BOTH_LENGTHS)
-    return TrainRequest(
-        model=model,
-        steps=lengths.get("steps"),
-        epochs=lengths.get("epochs"),
-        batch_size=chosen.get("batch"),
-        early_stop_evals=chosen.get("early_stop") or 0,
-        overrides=chosen.words(),
-    )
-
-
-def _length(unit: str, text: str, max_steps: int, word: str) -> int | float:
-    return parse_value(steps_option(max_steps) if unit == "steps" else EPOCHS, text, word)
-
-
-def _is_number(word: str) -> bool:
-    """Anything float() reads, "inf" and "nan" too: they are lengths, refused with their range."""
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
-
-
-def _request_json(request: TrainRequest) -> dict:
-    """What is stored: the length and the settings as canonical chat words (batch and early stop included)."""
-    return {
-        "model": request.model,
-        "steps": request.steps,
-        "epochs": request.epochs,
-        "overrides": list(request.overrides),
-    }
-
-
-def _checked_request(request: dict, max_steps: int) -> tuple[list[str], ChatSettings]:
-    """A stored request checked again, as length options and settings: rows may predate the allowlist."""
-    try:
-        chosen = parse_chat_settings(request.get("overrides") or [])
-        for unit in ("steps", "epochs"):
-            if request.get(unit) is not None:
-                text = str(request[unit])
-                return [f"--{unit}", literal(_length(unit, text, max_steps, f"{text} {unit}"))], chosen
-        return [], chosen
-    except ChatOptionError as error:
-        raise Refused(texts.train_setting_refused(error, OPTIONS)) from None
-
-
-def _train_args(job: Job, settings: Settings, detached: bool = True) -> list[str]:
-    """Everything after the workspace, built from checked values only; overrides go after "--", where
-    the CLI reads nothing as an option. ``detached`` False: the trainer in the foreground, as a cluster runs it."""
-    lengths, chosen = _checked_request(job.request, settings.max_steps)
-    return [
-        "--model",
-        get_model(job.model).name,
-        "--job-dir",
-        str(job.job_dir.absolute()),
-        "--url-policy",
-        settings.url_policy,
-        *([] if settings.pretrained else ["--no-pretrained"]),
-        *lengths,
-        *chosen.trainer_options(),
-        *(["--detach", "--json"] if detached else []),
-        "--",
-        *chosen.overrides(),
-    ]
 
 
 def _gpu_env(gpus: tuple[str, ...] | None) -> dict[str, str] | None:

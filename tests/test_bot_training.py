@@ -13,7 +13,8 @@ import pytest
 from bot.cli_runner import run_cli
 from bot.config import load_settings
 from bot.errors import Refused
-from bot.training import TrainingService, parse_train_args
+from bot.train_words import parse_train_args
+from bot.training import TrainingService
 from pipeline.train.events import EventLog
 from pipeline.train.job_process import process_start
 from storage import open_store

@@ -13,7 +13,8 @@ import yaml
 from bot.cli_runner import run_cli
 from bot.config import DEFAULT_MAX_STEPS, ConfigError, load_settings
 from bot.errors import Refused
-from bot.training import TrainingService, _request_json, _train_args, parse_train_args
+from bot.train_words import parse_train_args, request_json, train_args
+from bot.training import TrainingService
 from pipeline.cli.main import main
 from pipeline.train.chat_overrides import (
     EPOCHS,
@@ -266,8 +267,8 @@ def test_the_trainer_argv_is_built_from_checked_values_only(tmp_path):
         ["500", "steps", "lr=0.02", "batch=16", "early_stop=2", "eval_every=200"], MODEL, max_steps=1000
     )
     assert (request.steps, request.batch_size, request.early_stop_evals) == (500, 16, 2)
-    job = _Job(_request_json(request), tmp_path / "job")
-    argv = _train_args(job, load_settings(SETTINGS, env_file=None))
+    job = _Job(request_json(request), tmp_path / "job")
+    argv = train_args(job, load_settings(SETTINGS, env_file=None))
     cut = argv.index("--")
     assert argv[:cut] == [
         "--model",
@@ -290,7 +291,7 @@ def test_the_trainer_argv_is_built_from_checked_values_only(tmp_path):
         "trainer.validation_interval=200",
     ]
     private = load_settings(SETTINGS | {"DETBOT_ALLOW_PRIVATE_URLS": "true"}, env_file=None)
-    assert _train_args(job, private)[5] == "private"
+    assert train_args(job, private)[5] == "private"
 
 
 def test_a_stored_request_is_checked_again_before_it_reaches_the_trainer(tmp_path):
@@ -303,7 +304,7 @@ def test_a_stored_request_is_checked_again_before_it_reaches_the_trainer(tmp_pat
         {"steps": 5, "overrides": ["task.init_checkpoint=/x"]},
     ):
         with pytest.raises(Refused):
-            _train_args(_Job(request, tmp_path / "job"), settings)
+            train_args(_Job(request, tmp_path / "job"), settings)
 
 
 def test_the_step_ceiling_is_a_setting():
