@@ -43,13 +43,23 @@ class RayCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def start(self, workers: int = 1) -> RayCluster:
-        self._node(
-            "head",
-            ["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"]
-            + ["--include-dashboard=true", f"--temp-dir={self.temp_dir}"],
-        )
-        for _ in range(workers):
-            self.add_worker({GPU: 1})
+        """The head and ``workers`` nodes with one fake GPU each; what started is stopped if the rest fails."""
+        try:
+            self._node(
+                "head",
+                [
+                    "--head",
+                    f"--port={self.port}",
+                    "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={self.dashboard_port}",
+                ]
+                + ["--include-dashboard=true", f"--temp-dir={self.temp_dir}"],
+            )
+            for _ in range(workers):
+                self.add_worker({GPU: 1})
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def add_worker(self, resources: dict, hidden: Path | None = None) -> subprocess.Popen:
@@ -86,7 +96,10 @@ class RayCluster:
             env=self.env,
             timeout=60,
         )
-        return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
+        try:  # before the head answers, or with no node yet, it prints a sentence instead
+            return json.loads(out.stdout) if out.returncode == 0 else []
+        except ValueError:
+            return []
 
     def wait_for_nodes(self, count: int, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -109,7 +122,7 @@ class RayCluster:
 
 def _kill_session(process: subprocess.Popen) -> None:
     """The node's ``ray start`` and every process it started (they share its session)."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:

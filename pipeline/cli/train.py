@@ -194,9 +194,9 @@ def _train(args):
             "created": created,
         }, f"training in the background (pid {pid}); follow it with: python -m pipeline status {job.root}"
     code = run_job(job.root)
-    payload, text = _status_payload(job, f"job {job.root}")
-    payload["exit_code"] = code
-    return payload, text
+    # Its own status, without asking an executor: on a cluster node the trainer is the run Ray is reporting on.
+    status = job_process.job_status(job)
+    return status | {"exit_code": code}, f"job {job.root}\n{tables.job_text(status)}"
 
 
 def _submit(args, workspace: Workspace, request: TrainRequest, job: JobPaths):
