@@ -11,6 +11,7 @@ import yaml
 from pipeline.cli import tables
 from pipeline.cli.cluster import add_ray_options, ray_executor
 from pipeline.data.workspace import Workspace
+from pipeline.executors import LocalExecutor
 from pipeline.executors.base import ACTIVE_STATES, Run
 from pipeline.train import job_process
 from pipeline.train.catalogue import catalog, get_model, recommend, start_point
@@ -184,9 +185,10 @@ def _train(args):
     if args.detach:
         if job_process.running_pid(job):
             return _status_payload(job, f"already running: {job.root}")
-        pid = job_process.start_detached(
+        run = LocalExecutor().submit(
             ["train", str(workspace.root), "--model", request.model, "--job-dir", str(job.root)], job
         )
+        pid = int(run.id.split()[0])
         return {
             "job": str(job.root),
             "pid": pid,
