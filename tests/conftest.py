@@ -23,7 +23,15 @@ from tests.fake_telegram import DEFAULT_TOKEN, FakeTelegram
 ROOT = Path(__file__).resolve().parents[1]
 RUN_MARKER = "DETBOT_TEST_RUN"  # every process the run starts inherits it; the last hook looks for survivors
 LEFTOVER_GRACE_S = 5.0
-LONGEST_FIRST = ("test_export.py", "test_gpu_emulation.py", "test_bot_e2e.py", "test_train.py")
+LONGEST_FIRST = (
+    "test_export.py",
+    "test_ray_cluster.py",
+    "test_gpu_emulation.py",
+    "test_train.py",
+    "test_bot_predict_e2e.py",
+    "test_finetune.py",
+    "test_bot_e2e.py",
+)
 # The shared trained job: long enough that the detector finds the big shapes (AP50 ~0.9 on the 8 validation
 # images; ~0.5 after 100 steps, too close to where TFLite's NMS and the SavedModel's part) so that its export
 # verifies against training, short enough to cost about a minute of CPU.
@@ -54,7 +62,8 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     """Slow files first, the longest of them first: the two workers share them out from the start instead of
     one waiting on the last. test_export.py leads because it builds the shared trained job and its export,
-    which the other files that need a trained model wait for."""
+    which the other files that need a trained model wait for; the other worker meanwhile runs files that train
+    their own (test_train.py's trainings come before its two tests on the shared job)."""
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None, _rank(item.path.name)))
 
 

@@ -3,11 +3,11 @@ a scripted user from upload to trained model, and the ways it must refuse or rec
 
 Trainings are real and as short as a chat user can ask for; one of them lives through a bot restart, a
 killed trainer, a resume and a queue. The model the user receives is the run's shared ``trained_job``,
-recorded in the bot's store as the bot records a finished job, so no test here trains to the end."""
+recorded in the bot's store as the bot records a finished job (``seed_finished_job``; the bot's end of it, its
+archive and /predict are checked in test_bot_predict_e2e.py), so no test here trains to the end."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -254,57 +253,6 @@ def _shown_step(tg, status: dict) -> int:
     return _step(current)
 
 
-@pytest.mark.slow
-def test_export_and_predict_use_a_finished_jobs_archive(tg, tmp_path, trained_job, exported_archive, shapes_workspace):
-    # The bot finds the job running, its trainer's events ending in "finished", the archive exported: the
-    # watcher words the end and sends that archive; /export sends it again.
-    job, archive = seed_finished_job(tmp_path / "data", trained_job, exported_archive, shapes_workspace)
-    mark = tg.mark()
-    process = BotProcess(tg, tmp_path / "data")
-    try:
-        tg.wait_until_polling()
-        ann = tg.user(ANN, "Ann")
-        sent = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)
-        assert sent["filename"] == archive.name and sent["bytes"] == archive.read_bytes()
-        _the_end_is_worth_looking_at(tg, job, sent, mark)
-        mark = tg.mark()
-        ann.send_text("/export")
-        sent = tg.wait_for(lambda m: m["kind"] == "document", chat_id=ANN, since=mark, timeout=60)
-        assert sent["filename"] == archive.name and sent["bytes"] == archive.read_bytes()
-        with zipfile.ZipFile(io.BytesIO(sent["bytes"])) as zf:
-            assert zf.testzip() is None and {"label_map.pbtxt", "saved_model/saved_model.pb"} <= set(zf.namelist())
-        say(tg, ann, "/predict", f"model of job {job}")
-        mark = tg.mark()
-        ann.send_photo(_photo())
-        drawn = tg.wait_for(lambda m: m["kind"] == "photo", chat_id=ANN, since=mark, timeout=180)
-        assert drawn["bytes"][:8] == PNG
-        found = [] if text_of(drawn) == "nothing found" else [d.rsplit(" ", 1) for d in text_of(drawn).split(", ")]
-        assert all(label in ("circle", "square", "triangle") and 0 < float(score) <= 1 for label, score in found)
-    finally:
-        process.stop()
-
-
-def _the_end_is_worth_looking_at(tg, job: str, archive: dict, since: int) -> None:
-    """Before the archive, one album (curves, confusion matrix, AP per class, detections) and AP50 in plain words;
-    the archive's caption lists what is in it and what to do next. The end and the archive notify, the rest not."""
-    sent = [e for e in tg.events(ANN, since=since) if e["event"] == "sent"]
-    words = next(m for m in sent if text_of(m).startswith(f"Job {job} finished"))
-    album = [m for m in sent if m.get("media_group_id") and m["seq"] > words["seq"]]  # not the evaluation's
-    assert [m["kind"] for m in album] == ["photo"] * 4 and len({m["media_group_id"] for m in album}) == 1
-    captions = [text_of(m) for m in album]
-    for shown, caption in zip(("loss and validation AP", "confusion matrix", "AP per class", "detections"), captions):
-        assert shown in caption and job in caption
-    ap50 = next(m for m in sent if text_of(m).startswith("AP50 "))
-    assert "overlaps the true one by half" in text_of(ap50) and "1.0 is perfect" in text_of(ap50)
-    assert words["seq"] < album[0]["seq"] < ap50["seq"] < archive["seq"]
-    caption = text_of(archive)
-    for listed in ("SavedModel (saved_model/)", "model.tflite", "label_map.pbtxt", "checkpoint/"):
-        assert listed in caption
-    assert "Python: " in caption and "Android: " in caption and len(caption) <= 1024
-    assert [words["silent"], album[0]["silent"], ap50["silent"], archive["silent"]] == [False, False, True, False]
-    assert any(a["action"] == "upload_document" for a in tg.chat_actions(ANN))
-
-
 def seed_finished_job(data: Path, trained_job: Path, archive: Path, workspace: Path) -> tuple[str, Path]:
     """Ann's job as the bot records one whose trainer has just finished and been exported: her ready dataset (a
     copy of ``workspace``), the job's folder in it (a copy of ``trained_job``), the model archive there, and the
@@ -329,16 +277,6 @@ def seed_finished_job(data: Path, trained_job: Path, archive: Path, workspace: P
         now = time.time()
         store.update_job(job.id, status="running", started=now - 60, archive=kept)
     return job.id, kept
-
-
-def _photo() -> bytes:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (320, 240), (120, 140, 160))
-    ImageDraw.Draw(image).ellipse((100, 60, 200, 160), fill=(220, 50, 40))
-    out = io.BytesIO()
-    image.save(out, "JPEG")
-    return out.getvalue()
 
 
 def upload(tg, user, tmp_path: Path, images: int = 24) -> None:

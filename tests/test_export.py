@@ -26,7 +26,7 @@ from pipeline.export.archive import (
     check_agreement,
     choose_checkpoint,
 )
-from pipeline.export.predict import extract, predict
+from pipeline.export.predict import extract, load_model, predict
 from pipeline.train.job_folder import JobPaths
 from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
 from tests.builders import circle_image, write_zip
@@ -209,7 +209,9 @@ def test_saved_model_is_called_as_object_detection_api_exports_are(exported):
     import numpy as np
     import tensorflow as tf
 
-    detect_fn = tf.saved_model.load(str(extract(exported.archive) / "saved_model"))
+    # What tf.saved_model.load(".../saved_model") returned, as load_model keeps it for this process's predictions
+    # above: a SavedModel takes seconds to load, and the object is the same.
+    detect_fn = load_model(extract(exported.archive)).serve.loaded
     image = np.asarray(circle_image(box=(60, 90, 180, 210), size=(217, 301)))  # odd sizes: 301 high, 217 wide
     assert image.shape == (301, 217, 3)
     out = detect_fn(tf.convert_to_tensor(image)[tf.newaxis, ...])

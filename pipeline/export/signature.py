@@ -15,6 +15,7 @@ Model Garden's class 0 is the background, so its classes are the label map's 1-b
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from pathlib import Path
@@ -49,21 +50,34 @@ def export_saved_model(params, weights: str, out: Path):
     # "batched" NMS in for an unknown batch size), so the export scores what training's evaluation scored.
     module = _module_class()(serving, batch_size=1, input_image_size=size, input_type="image_tensor")
     try:
-        export_saved_model_lib.export_inference_graph(
-            input_type="image_tensor",
-            batch_size=1,
-            input_image_size=size,
-            params=serving,
-            checkpoint_path=weights,
-            export_dir=str(out),
-            export_module=module,
-        )
+        with without_layer_traces():
+            export_saved_model_lib.export_inference_graph(
+                input_type="image_tensor",
+                batch_size=1,
+                input_image_size=size,
+                params=serving,
+                checkpoint_path=weights,
+                export_dir=str(out),
+                export_module=module,
+            )
     except (AssertionError, ValueError, tf.errors.OpError) as exc:  # e.g. weights that do not fit params.yaml
         raise ExportError(
             f"Model Garden could not export the checkpoint with the job's params.yaml: {first_line(exc)}",
             kind="export_broken",
         ) from exc
     return module.model
+
+
+@contextlib.contextmanager
+def without_layer_traces():
+    """Model Garden saves its export module with the Keras model inside, and Keras then also traces and saves the
+    call functions of every layer (about 500 for mobilenetv2-fpn) that no caller of the SavedModel uses, yet every
+    loader restores. Measured without them: the same outputs and byte-identical TFLite models, the archive's
+    saved_model.pb half the size (2.8 against 5.4 MB), TFLite conversion 2-3x faster, loading faster."""
+    from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
+
+    with keras_option_scope(save_traces=False):
+        yield
 
 
 @functools.cache

@@ -88,15 +88,18 @@ def export_for_tflite(lite, weights: str, out: Path) -> None:
     """Model Garden's SavedModel for the converter (float32 [1, H, W, 3] normalised input, the op's outputs)."""
     from official.vision.serving import export_saved_model_lib
 
+    from pipeline.export.signature import without_layer_traces
+
     size = list(lite.task.model.input_size[:2])
-    export_saved_model_lib.export_inference_graph(
-        input_type="tflite",
-        batch_size=1,
-        input_image_size=size,
-        params=lite,
-        checkpoint_path=weights,
-        export_dir=str(out),
-    )
+    with without_layer_traces():  # the converter, run three times on it, otherwise loads every layer's traces
+        export_saved_model_lib.export_inference_graph(
+            input_type="tflite",
+            batch_size=1,
+            input_image_size=size,
+            params=lite,
+            checkpoint_path=weights,
+            export_dir=str(out),
+        )
 
 
 def convert(lite, saved_model: Path, variant: Variant, train_records: list[Path]) -> bytes:
