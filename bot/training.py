@@ -197,11 +197,12 @@ class TrainingService(JobEventsMixin):
     def _submit(self, job: Job) -> Job:
         """The job as a Ray job, under its lease: never submitted twice, never beside a run of it still alive.
 
-        The run's id is stored before it is submitted, so a bot that dies in between finds it lost (and the job
-        interrupted), and one that dies after finds it running."""
-        holder = self.cluster.holder
+        The lease is this submission's own: the watcher's tick and a /resume in the same bot race as two bots
+        would. The run's id is stored before it is submitted, so a bot that dies in between finds it lost (and
+        the job interrupted), and one that dies after finds it running."""
+        holder = f"{self.cluster.holder}-{secrets.token_hex(4)}"
         if not self.store.take_lease(job.id, holder, LEASE_S):
-            log.info("job %s is being submitted by another bot; it is looked at again on the next tick", job.id)
+            log.info("job %s is being submitted already; it is looked at again on the next tick", job.id)
             return job
         try:
             job = self.store.job_by_id(job.id)
@@ -210,20 +211,26 @@ class TrainingService(JobEventsMixin):
             if job.run_id and self.executor.status(Run("ray", job.run_id)).active:
                 log.info("job %s: its run %s is still alive in the cluster; attached to it", job.id, job.run_id)
                 return self.store.update_job(job.id, status="running", stop_requested=None)
-            run_id = f"detbot-{job.id}-{job.runs + 1}"
-            dataset = self.store.dataset(job.user_id, job.dataset_id)
-            argv = ["train", str(dataset.workspace.absolute()), *train_args(job, self.settings, detached=False)]
-            self.store.update_job(
-                job.id, status="starting", started=time.time(), run_id=run_id, runs=job.runs + 1, stop_requested=None
-            )
-            self.executor.submit(argv, JobPaths(job.job_dir), gpus=self.gpus_per_job, run_id=run_id)
-            log.info("job %s submitted to the cluster as %s", job.id, run_id)
-            return self.store.job_by_id(job.id)
+            return self._submit_run(job)
         except ClusterError as error:
+            if error.kind == "run_exists":  # its stored run is in the cluster after all: followed, not failed
+                log.warning("job %s: %s; following that run", job.id, error)
+                return self.store.job_by_id(job.id)
             log.warning("job %s could not be submitted to the cluster: %s", job.id, error)
             return self._launch_failed(job, {"error": error.to_json()})
         finally:
             self.store.release_lease(job.id, holder)
+
+    def _submit_run(self, job: Job) -> Job:
+        run_id = f"detbot-{job.id}-{job.runs + 1}"
+        dataset = self.store.dataset(job.user_id, job.dataset_id)
+        argv = ["train", str(dataset.workspace.absolute()), *train_args(job, self.settings, detached=False)]
+        self.store.update_job(
+            job.id, status="starting", started=time.time(), run_id=run_id, runs=job.runs + 1, stop_requested=None
+        )
+        self.executor.submit(argv, JobPaths(job.job_dir), gpus=self.gpus_per_job, run_id=run_id)
+        log.info("job %s submitted to the cluster as %s", job.id, run_id)
+        return self.store.job_by_id(job.id)
 
     def _launch_failed(self, job: Job, out) -> Job:
         error = out.get("error") if isinstance(out, dict) else None
