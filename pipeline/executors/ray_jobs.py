@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline.errors import ClusterError
 from pipeline.executors.base import Run, RunState
+from pipeline.executors.probe import check_shared
 from pipeline.files import PROJECT_ROOT
 from pipeline.train.job_folder import JobPaths
 
@@ -93,16 +94,16 @@ class RayExecutor:
 
     # --- one-off commands -----------------------------------------------------------------------------
 
-    def call(self, argv: list[str], timeout_s: float = 3600.0, resources: dict | None = None) -> dict:
-        """Runs ``python -m pipeline ARGV --json`` on the cluster and returns its JSON answer, as the CLI would
-        print it (an ``{"error": ...}`` included). ``resources``: Ray's entrypoint resources (default: one CPU)."""
+    def call(self, argv: list[str], timeout_s: float = 3600.0) -> dict:
+        """Runs ``python -m pipeline ARGV --json`` on the cluster, on one CPU, and returns its JSON answer, as the
+        CLI would print it (an ``{"error": ...}`` included)."""
         answers = self.shared_dir / ".detbot-answers"
         answers.mkdir(parents=True, exist_ok=True)
         run_id = f"detbot-{argv[0]}-{uuid.uuid4().hex[:12]}"
         answer = answers / f"{run_id}.json"
         asked = argv if "--json" in argv else [*argv, "--json"]
         entrypoint = self._entrypoint(asked, f"> {shlex.quote(str(answer))}")
-        self._submit(entrypoint, run_id, 0, argv[0], resources)
+        self._submit(entrypoint, run_id, 0, argv[0])
         run = Run(self.name, run_id, self.address)
         state = self.wait(run, timeout_s)
         try:
@@ -134,16 +135,13 @@ class RayExecutor:
         command = shlex.join([self.python, "-m", "pipeline", *argv])
         return f"cd {shlex.quote(str(self.project_root))} && exec {command} {redirect}"
 
-    def _submit(self, entrypoint: str, run_id: str, gpus: int, what: str, resources: dict | None = None) -> None:
-        asked = dict(resources or {})
-        if gpus and self.gpu_resource == "GPU":
-            options = {"entrypoint_num_gpus": gpus}
-        else:
-            options = {}
-            if gpus:
-                asked[self.gpu_resource] = gpus
+    def _submit(self, entrypoint: str, run_id: str, gpus: int, what: str) -> None:
         # One CPU: a head started with --num-cpus=0 (the bot host) never runs a training or a TensorFlow command.
-        options |= {"entrypoint_num_cpus": 1, **({"entrypoint_resources": asked} if asked else {})}
+        options: dict = {"entrypoint_num_cpus": 1}
+        if gpus and self.gpu_resource == "GPU":
+            options["entrypoint_num_gpus"] = gpus
+        elif gpus:
+            options["entrypoint_resources"] = {self.gpu_resource: gpus}
         try:
             self.client.submit_job(entrypoint=entrypoint, submission_id=run_id, metadata={"detbot": what}, **options)
         except (RuntimeError, ConnectionError) as error:
@@ -165,8 +163,6 @@ class RayExecutor:
 
 def probe(executor: RayExecutor, token: str | None = None) -> list[dict]:
     """Every live node of the cluster, with its resources and GPUs, once each has proved it shares the folder."""
-    from pipeline.executors.probe import check_shared
-
     token = token or uuid.uuid4().hex
     answer = executor.call(["cluster-probe", str(executor.shared_dir), "--token", token], timeout_s=300)
     if "error" in answer:
