@@ -21,7 +21,7 @@ from pipeline.errors import ClusterError
 from pipeline.executors import LocalExecutor, Run
 from pipeline.train.catalogue import Recommendation, get_model, recommend, start_point
 from pipeline.train.config import TrainRequest, plan_schedule, summary_facts
-from pipeline.train.hardware import detect_hardware, visible_gpu_ids
+from pipeline.train.hardware import detect_visible
 from pipeline.train.job_folder import JobPaths
 from pipeline.train.job_process import request_stop, running_pid
 from storage import Dataset, Job, Store
@@ -72,14 +72,13 @@ class TrainingService(JobEventsMixin):
             self.executor, self.hardware = cluster.executor, cluster.check()
             return
         self.executor = LocalExecutor()
-        self.gpu_ids = visible_gpu_ids(settings.visible_devices)  # what the bot hands out; () on a CPU host
+        detected, self.gpu_ids = detect_visible(settings.visible_devices)  # the ids are what the bot hands out
         self.gpus_per_job = settings.job_gpus(len(self.gpu_ids))
         if self.gpu_ids and self.gpus_per_job > len(self.gpu_ids):
             raise ConfigError(
                 f"DETBOT_GPUS_PER_JOB={self.gpus_per_job}, but only {len(self.gpu_ids)} GPUs are "
                 "visible, so no training could ever start: lower it (or widen CUDA_VISIBLE_DEVICES)."
             )
-        detected = detect_hardware(settings.visible_devices)
         # The card plans for what one training gets, which is what its trainer will detect.
         self.hardware = replace(detected, gpus=self.gpus_per_job) if detected.gpus else detected
 

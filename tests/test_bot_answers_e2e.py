@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot import texts
+from bot.albums import ALBUM_WAIT_S
 from tests.builders import image_bytes
 from tests.test_bot_e2e import ANN, BotProcess, say, shapes_zip, text_of
 from tests.test_bot_limits_e2e import finished_events, refused_calls, seed_job
@@ -57,9 +58,10 @@ def upload_checked(tg, user, tmp_path: Path) -> None:
     tg.wait_for(lambda m: m["kind"] == "photo", chat_id=user.chat_id, since=mark, timeout=60)
 
 
-def answers(tg, user, send, settle: float = 2.5) -> list[str]:
+def answers(tg, user, send, settle: float = 1.0) -> list[str]:
     """What the bot says to ``send()`` (a user action): waits for a first reply, then ``settle`` more
-    seconds so that a second reply, which must not come, would be seen."""
+    seconds so that a second reply, which must not come, would be seen (an album's other photos would be
+    answered after the album's wait: give it longer)."""
     mark = tg.mark()
     send()
     tg.wait_for(lambda m: True, chat_id=user.chat_id, since=mark, timeout=30)
@@ -124,7 +126,7 @@ def test_predict_a_photo_an_image_file_and_an_album_before_any_model_get_one_ans
     assert answers(tg, ann, lambda: ann.send_photo(image_bytes((320, 240)))) == [first]
     assert answers(tg, ann, lambda: ann.send_document(image_bytes((320, 240), fmt="PNG"), "IMG_0001.png")) == [first]
     album = [image_bytes((320, 240), color=(40 * n, 90, 90)) for n in range(4)]
-    assert answers(tg, ann, lambda: ann.send_album(album)) == [first]
+    assert answers(tg, ann, lambda: ann.send_album(album), settle=ALBUM_WAIT_S + 1) == [first]
     upload_checked(tg, ann, tmp_path)
     [then] = answers(tg, ann, lambda: ann.send_photo(image_bytes((320, 240))))
     assert then == texts.no_model_yet("train", None) and "/train" in then

@@ -24,7 +24,7 @@ from bot.config import load_settings
 from tests.test_bot_e2e import ANN, say, shapes_zip, text_of
 
 SLOW_S = 0.05
-SLOW_SMI = "#!/bin/sh\nsleep 3\necho '0, GPU-0a1b2c3d, 16384, 8.0'\n"
+SLOW_SMI = "#!/bin/sh\necho asked >> \"$0.calls\"\nsleep 3\necho '0, GPU-0a1b2c3d, 16384, 8.0'\n"
 
 
 @pytest.fixture
@@ -34,6 +34,7 @@ def slow_smi(tmp_path, monkeypatch):
     (folder / "nvidia-smi").write_text(SLOW_SMI)
     (folder / "nvidia-smi").chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return folder / "nvidia-smi.calls"
 
 
 class InProcessBot:
@@ -63,7 +64,7 @@ class InProcessBot:
 def bot(tg, tmp_path, slow_smi, caplog):
     caplog.set_level(logging.WARNING, logger="asyncio")
     process = InProcessBot(tg, tmp_path / "data")
-    tg.wait_until_polling(timeout=60)  # start-up asks nvidia-smi twice, off the loop
+    tg.wait_until_polling(timeout=60)  # start-up asks nvidia-smi, off the loop
     yield process
     process.stop()
 
@@ -78,7 +79,7 @@ def press(tg, user, message: dict, data: str, expect: str) -> dict:
     return tg.wait_for(lambda m: expect in text_of(m), chat_id=user.chat_id, since=mark)
 
 
-def test_no_handler_holds_the_event_loop(tg, bot, tmp_path, caplog):
+def test_no_handler_holds_the_event_loop(tg, bot, tmp_path, caplog, slow_smi):
     ann = tg.user(ANN, "Ann")
     mark = tg.mark()
     ann.send_document(shapes_zip(tmp_path, 24), "shapes.zip")
@@ -107,6 +108,7 @@ def test_no_handler_holds_the_event_loop(tg, bot, tmp_path, caplog):
     assert "No jobs yet" in text_of(say(tg, ann, "/jobs", "Disk:"))
     say(tg, ann, "/datasets", "Your datasets")
     assert slow_callbacks(caplog) == []
+    assert slow_smi.read_text().splitlines() == ["asked"]  # once, at start-up, for every card after
 
 
 def test_store_errors_reach_the_user_in_the_catalogues_words_and_their_detail_the_log(tg, bot, tmp_path, caplog):

@@ -30,6 +30,7 @@ from pipeline.export.predict import extract, load_model, predict
 from pipeline.train.job_folder import JobPaths
 from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
 from tests.builders import circle_image, write_zip
+from tests.conftest import TRAINED_STEPS
 
 NAMES = {1: "circle", 2: "square", 3: "triangle"}
 CIRCLE = (250, 70, 370, 190)  # in a 480 x 300 image: wider than the square model input
@@ -43,8 +44,8 @@ EXPECTED_FILES = {
     "model.tflite",
     "model_fp16.tflite",
     "model_int8.tflite",
-    "checkpoint/ckpt-200.index",
-    "checkpoint/ckpt-200.data-00000-of-00001",
+    f"checkpoint/ckpt-{TRAINED_STEPS}.index",
+    f"checkpoint/ckpt-{TRAINED_STEPS}.data-00000-of-00001",
 }
 TFLITE = ("model.tflite", "model_fp16.tflite", "model_int8.tflite")
 
@@ -304,7 +305,7 @@ def test_archive_checkpoint_restores_into_a_fresh_model(trained_job, exported):
     fresh, trained = build(), build()
     # As Model Garden's task.init_checkpoint (modules "all") reads it.
     tf.train.Checkpoint(**fresh.checkpoint_items).read(
-        str(folder / "checkpoint" / "ckpt-200")
+        str(folder / "checkpoint" / f"ckpt-{TRAINED_STEPS}")
     ).assert_existing_objects_matched()
     tf.train.Checkpoint(model=trained).read(
         exported.checkpoint.prefix

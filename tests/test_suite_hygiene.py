@@ -40,7 +40,11 @@ def test_leftover_processes_and_tensorflow_in_the_fast_tier_fail_the_run(tmp_pat
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: slow\n")
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     # A fresh run marker: the inner run must find its own leftovers, not this run's processes.
-    env = os.environ | {"PYTHONPATH": str(ROOT), "DETBOT_TEST_RUN": f"inner-{os.getpid()}-{time.time_ns()}"}
+    env = os.environ | {
+        "PYTHONPATH": str(ROOT),
+        "DETBOT_TEST_RUN": f"inner-{os.getpid()}-{time.time_ns()}",
+        "DETBOT_TEST_LEFTOVER_GRACE_S": "1",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-n", "2", "-q"],
         cwd=tmp_path,

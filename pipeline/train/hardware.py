@@ -113,16 +113,7 @@ def detect_hardware(visible_devices: str | None = None) -> Hardware:
 
     None means the variable is unset: every GPU. The caller reads the variable, ``pipeline`` never does.
     """
-    cores = _cpu_cores()
-    gpus = _visible(_query_gpus(), visible_devices)
-    if not gpus:
-        return Hardware(cpu_cores=cores)
-    return Hardware(
-        gpus=len(gpus),
-        gpu_memory_mb=min(gpu.memory_mb for gpu in gpus),
-        compute_capability=min(gpu.compute_capability for gpu in gpus),
-        cpu_cores=cores,
-    )
+    return detect_visible(visible_devices)[0]
 
 
 def visible_gpu_ids(visible_devices: str | None = None) -> tuple[str, ...]:
@@ -132,7 +123,22 @@ def visible_gpu_ids(visible_devices: str | None = None) -> tuple[str, ...]:
     a child given some of these indices must be started with that order too. Indices in
     ``visible_devices`` are read as nvidia-smi's.
     """
-    return tuple(gpu.index for gpu in _visible(_query_gpus(), visible_devices))
+    return detect_visible(visible_devices)[1]
+
+
+def detect_visible(visible_devices: str | None = None) -> tuple[Hardware, tuple[str, ...]]:
+    """``detect_hardware`` and ``visible_gpu_ids`` from one nvidia-smi call, which can take seconds."""
+    cores = _cpu_cores()
+    gpus = _visible(_query_gpus(), visible_devices)
+    if not gpus:
+        return Hardware(cpu_cores=cores), ()
+    hardware = Hardware(
+        gpus=len(gpus),
+        gpu_memory_mb=min(gpu.memory_mb for gpu in gpus),
+        compute_capability=min(gpu.compute_capability for gpu in gpus),
+        cpu_cores=cores,
+    )
+    return hardware, tuple(gpu.index for gpu in gpus)
 
 
 @dataclass(frozen=True)
