@@ -39,6 +39,3 @@ class LocalExecutor:
         pid = running_pid(job)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-
-    def logs(self, run: Run, job: JobPaths) -> str:
-        return job.log.read_text(encoding="utf-8", errors="replace") if job.log.exists() else ""

@@ -86,12 +86,6 @@ class RayExecutor:
         except (RuntimeError, ConnectionError) as error:
             raise self._unreachable(error) from None
 
-    def logs(self, run: Run, job: JobPaths | None = None) -> str:
-        try:
-            return self.client.get_job_logs(run.id)
-        except (RuntimeError, ConnectionError) as error:
-            return f"(the cluster has no logs of {run.id}: {error})"
-
     # --- one-off commands -----------------------------------------------------------------------------
 
     def call(self, argv: list[str], timeout_s: float = 3600.0) -> dict:
