@@ -17,7 +17,7 @@ import pytest
 
 from bot.config import ConfigError, load_settings
 from bot.training import TrainingService
-from pipeline.train.hardware import detect_hardware, visible_gpu_ids
+from pipeline.train.hardware import detect_hardware, detect_visible
 from storage import MIGRATIONS, open_store
 from tests.builders import store_with_dataset
 
@@ -76,8 +76,8 @@ def smi(tmp_path, monkeypatch):
     ],
 )
 def test_detection_honours_cuda_visible_devices(smi, visible, ids):
-    assert visible_gpu_ids(visible) == ids
-    hardware = detect_hardware(visible)
+    hardware, found = detect_visible(visible)
+    assert found == ids and detect_hardware(visible) == hardware
     assert hardware.gpus == len(ids) and not hardware.assumed
     by_index = {gpu[0]: gpu for gpu in GPUS}
     if ids:  # the smallest and oldest of the visible GPUs bound what a mirrored job can do
@@ -89,8 +89,8 @@ def test_detection_honours_cuda_visible_devices(smi, visible, ids):
 
 def test_no_nvidia_smi_is_a_cpu_host(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert visible_gpu_ids() == () and detect_hardware().gpus == 0
-    assert detect_hardware().cpu_cores >= 1
+    hardware, ids = detect_visible()
+    assert ids == () and hardware.gpus == 0 and hardware.cpu_cores >= 1 and detect_hardware() == hardware
 
 
 # --- settings ----------------------------------------------------------------------------------

@@ -116,18 +116,14 @@ def detect_hardware(visible_devices: str | None = None) -> Hardware:
     return detect_visible(visible_devices)[0]
 
 
-def visible_gpu_ids(visible_devices: str | None = None) -> tuple[str, ...]:
-    """nvidia-smi's indices of the GPUs that process sees, in its order (its GPU:0 first).
+def detect_visible(visible_devices: str | None = None) -> tuple[Hardware, tuple[str, ...]]:
+    """``detect_hardware``, and nvidia-smi's indices of the GPUs that process sees in its order (its GPU:0
+    first), from one nvidia-smi call, which can take seconds.
 
     nvidia-smi numbers GPUs in PCI bus order, CUDA fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``:
     a child given some of these indices must be started with that order too. Indices in
     ``visible_devices`` are read as nvidia-smi's.
     """
-    return detect_visible(visible_devices)[1]
-
-
-def detect_visible(visible_devices: str | None = None) -> tuple[Hardware, tuple[str, ...]]:
-    """``detect_hardware`` and ``visible_gpu_ids`` from one nvidia-smi call, which can take seconds."""
     cores = _cpu_cores()
     gpus = _visible(_query_gpus(), visible_devices)
     if not gpus:
