@@ -36,7 +36,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 class BotProcess:
-    def __init__(self, tg: FakeTelegram, data_dir: Path, **settings):
+    def __init__(self, tg: FakeTelegram, data_dir: Path, command: tuple[str, ...] = ("-m", "bot"), **settings):
         env = {
             **os.environ,
             **tg.env(token_var="TELEGRAM_BOT_TOKEN"),
@@ -51,7 +51,7 @@ class BotProcess:
         }
         self.log = (data_dir.parent / "bot.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"], cwd=data_dir.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT
+            [sys.executable, *command], cwd=data_dir.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
 
     def kill(self) -> None:

@@ -1,27 +1,23 @@
 """No handler blocks the bot's event loop, and what goes wrong reaches the user in the catalogue's words.
 
-The Application is the one ``python -m bot`` runs (``bot.app.build_application``), in this process on
-an asyncio loop in debug mode, which logs every callback that holds the loop longer than
-``slow_callback_duration``; it talks to the fake Bot API on 127.0.0.1. The machine's ``nvidia-smi`` is
-a script that takes 3 s and then reports a GPU: asked on the loop, it would show as a 3 s callback.
+The bot is ``python -m bot`` itself, in a process of its own, on an asyncio loop in debug mode
+(``tests/debug_loop_bot.py``), which logs every callback that holds the loop longer than ``SLOW_S``; it talks
+to the fake Bot API on 127.0.0.1. The machine's ``nvidia-smi`` is a script that takes 3 s and then reports a
+GPU: asked on the loop, it would show as a 3 s callback.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import re
 import sqlite3
-import threading
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
 from bot import texts
-from bot.app import build_application
-from bot.config import load_settings
-from tests.test_bot_e2e import ANN, say, shapes_zip, text_of
+from tests.test_bot_e2e import ANN, BotProcess, say, shapes_zip, text_of
 
 SLOW_S = 0.05
 SLOW_SMI = "#!/bin/sh\necho asked >> \"$0.calls\"\nsleep 3\necho '0, GPU-0a1b2c3d, 16384, 8.0'\n"
@@ -37,40 +33,24 @@ def slow_smi(tmp_path, monkeypatch):
     return folder / "nvidia-smi.calls"
 
 
-class InProcessBot:
-    """``build_application(settings).run_polling()`` on a loop of its own, in a thread of its own."""
-
-    def __init__(self, tg, data_dir):
-        env = tg.env(token_var="TELEGRAM_BOT_TOKEN") | {"ALLOWED_USER_IDS": str(ANN), "DETBOT_DATA_DIR": str(data_dir)}
-        self.app = build_application(load_settings(env, env_file=None))
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_debug(True)  # also refuses loop calls from other threads that are not thread-safe
-        self.loop.slow_callback_duration = SLOW_S
-        self.thread = threading.Thread(target=self._run, name="bot", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.app.run_polling(allowed_updates=["message", "callback_query"], stop_signals=None, close_loop=False)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.app.stop_running)
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "the bot did not stop"
-        self.loop.close()
-
-
 @pytest.fixture
-def bot(tg, tmp_path, slow_smi, caplog):
-    caplog.set_level(logging.WARNING, logger="asyncio")
-    process = InProcessBot(tg, tmp_path / "data")
+def bot(tg, tmp_path, slow_smi):
+    (tmp_path / "data").mkdir()
+    process = BotProcess(tg, tmp_path / "data", command=("-m", "tests.debug_loop_bot", str(SLOW_S)))
     tg.wait_until_polling(timeout=60)  # start-up asks nvidia-smi, off the loop
     yield process
     process.stop()
 
 
-def slow_callbacks(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "asyncio" and r.getMessage().startswith("Executing")]
+def logged(log: Path, logger: str) -> list[str]:
+    """What ``logger`` wrote into the bot's log, each message without the traceback that may follow it."""
+    text = log.read_text(encoding="utf-8", errors="replace")
+    pattern = rf"^\S+ \S+ [A-Z]+ {re.escape(logger)}: (.*?)(?=\nTraceback|\n\d{{4}}-\d\d-\d\d |\Z)"
+    return [message.rstrip() for message in re.findall(pattern, text, flags=re.S | re.M)]
+
+
+def slow_callbacks(tmp_path: Path) -> list[str]:
+    return [line for line in logged(tmp_path / "bot.log", "asyncio") if line.startswith("Executing")]
 
 
 def press(tg, user, message: dict, data: str, expect: str) -> dict:
@@ -79,7 +59,7 @@ def press(tg, user, message: dict, data: str, expect: str) -> dict:
     return tg.wait_for(lambda m: expect in text_of(m), chat_id=user.chat_id, since=mark)
 
 
-def test_no_handler_holds_the_event_loop(tg, bot, tmp_path, caplog, slow_smi):
+def test_no_handler_holds_the_event_loop(tg, bot, tmp_path, slow_smi):
     ann = tg.user(ANN, "Ann")
     mark = tg.mark()
     ann.send_document(shapes_zip(tmp_path, 24), "shapes.zip")
@@ -107,21 +87,20 @@ def test_no_handler_holds_the_event_loop(tg, bot, tmp_path, caplog, slow_smi):
     assert text_of(say(tg, ann, "/predict", "model")) == texts.no_model_yet("train", None)
     assert "No jobs yet" in text_of(say(tg, ann, "/jobs", "Disk:"))
     say(tg, ann, "/datasets", "Your datasets")
-    assert slow_callbacks(caplog) == []
+    assert slow_callbacks(tmp_path) == []
     assert slow_smi.read_text().splitlines() == ["asked"]  # once, at start-up, for every card after
 
 
-def test_store_errors_reach_the_user_in_the_catalogues_words_and_their_detail_the_log(tg, bot, tmp_path, caplog):
+def test_store_errors_reach_the_user_in_the_catalogues_words_and_their_detail_the_log(tg, bot, tmp_path):
     ann = tg.user(ANN, "Ann")
     assert text_of(say(tg, ann, "/model", "No dataset")) == texts.NO_DATASET  # the store's own refusal, worded
     database = tmp_path / "data" / "detbot.db"
     with closing(sqlite3.connect(database)) as conn:  # from now on the database refuses to record an upload
         conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON datasets BEGIN SELECT RAISE(ABORT, 'simulated'); END")
         conn.commit()
-    caplog.set_level(logging.ERROR, logger="bot.app")
     mark = tg.mark()
     ann.send_document(shapes_zip(tmp_path, 6), "shapes.zip")
     reply = text_of(tg.wait_for(lambda m: m["kind"] == "text", chat_id=ANN, since=mark))
     assert reply == texts.STORE_BROKEN and str(tmp_path) not in reply and "bug" not in reply
-    logged = [r.getMessage() for r in caplog.records if r.name == "bot.app"]
-    assert any(str(database) in line and "simulated" in line and "detbot bug" in line for line in logged), logged
+    lines = logged(tmp_path / "bot.log", "bot.app")
+    assert any(str(database) in line and "simulated" in line and "detbot bug" in line for line in lines), lines
