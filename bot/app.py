@@ -86,24 +86,28 @@ def build_application(settings: Settings) -> Application:
 
 async def _post_init(app: Application) -> None:
     settings: Settings = app.bot_data["settings"]
+    services = app.bot_data["services"] = await asyncio.to_thread(_services, settings)
+    # On a cluster every photo is a one-off cluster job: no model is loaded on the bot host.
+    warm = 0 if services.training.cluster else settings.predict_models
+    pool = WarmPredictors(settings.predict_idle_s, warm, settings.predict_timeout_s)
+    app.bot_data["predictions"] = Predictions(services.training, pool)  # loads models on demand
+    await _set_commands(app)
+    await _tell_interrupted(app, await asyncio.to_thread(services.datasets.recover_interrupted))
+    await services.datasets.repair_interrupted_edits()
+    app.job_queue.run_repeating(watch, interval=WATCH_INTERVAL_S, first=0.5, name="watch")
+
+
+def _services(settings: Settings) -> handlers.Services:
+    """Off the event loop: the store is opened and migrated, and the training service asks nvidia-smi (or
+    the cluster's nodes) what a training gets, once, for every card after."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.db_path)
-    datasets = DatasetService(store, settings)  # checks in a worker process, one at a time
     cluster = Cluster(settings) if settings.on_cluster else None
-    app.bot_data["services"] = handlers.Services(
+    return handlers.Services(
         users=Users(store, settings.allowed_user_ids),
-        datasets=datasets,
-        # It asks nvidia-smi (or the cluster's nodes) what a training gets, once, for every card after.
-        training=await asyncio.to_thread(TrainingService, store, settings, cluster=cluster),
+        datasets=DatasetService(store, settings),  # checks in a worker process, one at a time
+        training=TrainingService(store, settings, cluster=cluster),
     )
-    # On a cluster every photo is a one-off cluster job: no model is loaded on the bot host.
-    warm = 0 if cluster else settings.predict_models
-    pool = WarmPredictors(settings.predict_idle_s, warm, settings.predict_timeout_s)
-    app.bot_data["predictions"] = Predictions(app.bot_data["services"].training, pool)  # loads models on demand
-    await _set_commands(app)
-    await _tell_interrupted(app, await asyncio.to_thread(datasets.recover_interrupted))
-    await datasets.repair_interrupted_edits()
-    app.job_queue.run_repeating(watch, interval=WATCH_INTERVAL_S, first=0.5, name="watch")
 
 
 async def _set_commands(app: Application) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -62,6 +64,29 @@ def test_file_store_migrates_once_and_reopening_changes_nothing(tmp_path):
     with open_store(str(path)) as second:
         assert second.job(ALICE, job.id) == job  # a restart loses nothing
     assert versions(path) == applied
+
+
+def test_a_file_store_commits_without_a_disk_flush_and_a_killed_bot_loses_none(tmp_path):
+    # The bot commits on its event loop: with a flush per commit (SQLite's FULL), a write beside a busy disk
+    # held it for 200 ms. NORMAL in WAL mode flushes at checkpoints only, and still survives a killed process.
+    path = tmp_path / "detbot.db"
+    killed = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_COMMIT, str(path)], cwd=Path(__file__).parents[1], timeout=60
+    )
+    assert killed.returncode == -9
+    with open_store(path) as reopened:
+        assert reopened.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert reopened.get_user(ALICE).chosen_model == "spinenet49"
+
+
+CRASH_AFTER_COMMIT = f"""
+import os, signal, sys
+from storage import open_store
+store = open_store(sys.argv[1])
+store.ensure_user({ALICE}, "Alice")
+store.set_model({ALICE}, "spinenet49")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
 def test_memory_store_has_every_table(store):
