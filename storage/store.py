@@ -68,7 +68,7 @@ def _configure(db: Database, *, in_memory: bool) -> None:
     if not in_memory:
         db.enable_wal()
         # A commit then waits for no disk flush, only a WAL checkpoint does: the bot commits on its event
-        # loop, and beside a large write one flush took 170 ms (benchmarks/store_commits.py). A crash of
+        # loop, and beside a large write one took up to 276 ms (benchmarks/store_commits.py). A crash of
         # the bot loses nothing. A power cut can roll back the commits the kernel had not yet written (the
         # file stays whole), which start-up then finds cut short: a check failed, a job interrupted.
         db.execute("PRAGMA synchronous = NORMAL")
