@@ -2,10 +2,12 @@
 logs (logger ``asyncio``, into the bot's log) every callback that holds the loop longer than SECONDS.
 
 Held means the callback's wall time less the time the loop's thread spent waiting for a CPU (the kernel's
-run-queue delay, ``/proc/thread-self/schedstat``): a machine busy with other tests must not pass for a
-handler that blocks, while a blocking call (a sleeping ``nvidia-smi``, a lock, a slow disk) counts whole.
-In a process of its own the bot's loop shares its interpreter lock only with the bot's own threads. Debug
-mode also refuses loop calls from other threads that are not thread-safe.
+run-queue delay, ``/proc/self/task/*/schedstat``), and less the longest such wait of another of the bot's
+threads, which the loop may have waited on (a fresh clone's run failed on post_init's first step, 56 ms, whose
+``to_thread`` starts the pool's first worker thread and waits until it runs): a machine busy with other tests
+must not pass for a handler that blocks, while a blocking call (a sleeping ``nvidia-smi``, a lock, a slow
+disk) counts whole. In a process of its own the bot's loop shares its interpreter lock only with the bot's own
+threads. Debug mode also refuses loop calls from other threads that are not thread-safe.
 
 Judged from the end of python-telegram-bot's ``Application.initialize`` on: before it the library sets up its
 HTTP client and asks for the bot's own user (one step of 24-40 ms of CPU here, at a load of 1-7), and the bot
@@ -18,6 +20,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import time
 
 from telegram.ext import Application
@@ -27,9 +30,25 @@ from bot.__main__ import main
 log = logging.getLogger("asyncio")
 
 
-def _waited_for_cpu_s() -> float:
-    with open("/proc/thread-self/schedstat") as stats:
-        return int(stats.read().split()[1]) / 1e9
+def _waited_for_cpu_s() -> dict[str, float]:
+    """Each of the bot's threads' run-queue delay so far, by thread id."""
+    waited = {}
+    for thread in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{thread}/schedstat") as stats:
+                waited[thread] = int(stats.read().split()[1]) / 1e9
+        except OSError:  # the thread ended meanwhile
+            pass
+    return waited
+
+
+def _cpu_waits(before: dict[str, float], after: dict[str, float]) -> tuple[float, float]:
+    """The loop thread's wait for a CPU between two readings, and the longest of any other thread's (one that
+    started meanwhile counts whole): the loop waits for such a thread when it holds the interpreter lock, or
+    when ``to_thread`` starts a worker and waits until it runs."""
+    loop = str(threading.get_native_id())
+    others = [waited - before.get(thread, 0.0) for thread, waited in after.items() if thread != loop]
+    return after.get(loop, 0.0) - before.get(loop, 0.0), max(others, default=0.0)
 
 
 def _awaiting_in(handle: asyncio.Handle) -> str:
@@ -59,7 +78,7 @@ def watch_callbacks(slow_s: float) -> None:
         judged, where = initialized, _awaiting_in(handle)
         start, waited = time.monotonic(), _waited_for_cpu_s()
         run(handle)
-        held = time.monotonic() - start - (_waited_for_cpu_s() - waited)
+        held = time.monotonic() - start - sum(_cpu_waits(waited, _waited_for_cpu_s()))
         if judged and held > slow_s:
             log.warning("Executing %s held the loop %.3f seconds (resumed at %s)", handle, held, where or "-")
 
