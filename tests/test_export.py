@@ -26,7 +26,8 @@ from pipeline.export.archive import (
     check_agreement,
     choose_checkpoint,
 )
-from pipeline.export.predict import extract, load_model, predict
+from pipeline.export.archive_readme import SNIPPET
+from pipeline.export.predict import detect, extract, load_model, open_upright, predict
 from pipeline.train.job_folder import JobPaths
 from pipeline.train.metrics import ImageBoxes, coco_ap, confusion_matrix
 from tests.builders import circle_image, write_zip
@@ -155,6 +156,46 @@ def test_archive_is_unpacked_once(exported):
     assert extract(exported.archive) == first and marker.stat().st_mtime_ns == stamp
     # Nothing else is kept (other tests may be unpacking the same shared archive right now).
     assert [p.name for p in first.parent.iterdir() if not p.name.startswith(".partial-")] == [first.name]
+
+
+def fixed_detector(folder: Path, boxes: list[list[float]], scores: list[float]) -> Path:
+    """A SavedModel with the archive's serving signature that always answers ``boxes`` (normalised, class 1)."""
+    import tensorflow as tf
+
+    class Fixed(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
+        def __call__(self, input_tensor):  # the snippet calls the loaded model, as Model Garden's is callable
+            return {
+                "detection_boxes": tf.constant([boxes], tf.float32),
+                "detection_scores": tf.constant([scores], tf.float32),
+                "detection_classes": tf.ones([1, len(boxes)], tf.float32),
+                "num_detections": tf.constant([len(boxes)], tf.float32),
+            }
+
+    module = Fixed()
+    tf.saved_model.save(module, str(folder / "saved_model"), signatures={"serving_default": module.__call__})
+    (folder / "label_map.pbtxt").write_text("item { id: 1 name: 'circle' }\n")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_box_clipped_to_a_line_along_an_edge_is_no_detection(tmp_path):
+    # Model Garden clips boxes to the image: one regressed below it comes back as ymin == ymax == 1 (CI saw
+    # [164.7, 300.0, ..., 300.0] on a 480 x 300 photo). Neither predict nor the archive's snippet may show it.
+    boxes = [[0.2, 0.5, 0.6, 0.75], [1.0, 0.3, 1.0, 0.5], [0.1, 0.0, 0.4, 0.001], [0.3, 0.3, 0.3 + 1.5 / 300, 0.5]]
+    folder = fixed_detector(tmp_path, boxes, [0.9, 0.8, 0.7, 0.6])
+    circle_image(box=CIRCLE).save(tmp_path / "photo.jpg", quality=95)
+    found = detect(load_model(folder), open_upright(tmp_path / "photo.jpg"))
+    assert [(d.score, d.box) for d in found] == [
+        (pytest.approx(0.9), pytest.approx((240, 60, 360, 180))),
+        (pytest.approx(0.6), pytest.approx((144, 90, 240, 91.5))),
+    ]
+    snippet = SNIPPET.format(labels=NAMES)
+    printed = subprocess.run(
+        [sys.executable, "-c", snippet, str(tmp_path / "photo.jpg")], cwd=folder, capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert printed.stdout.splitlines() == ["circle 0.9 [240, 60, 360, 180]", "circle 0.6 [144, 90, 240, 92]"]
 
 
 def test_a_zip_that_is_no_model_archive_is_refused(tmp_path):

@@ -17,7 +17,7 @@ image = ImageOps.exif_transpose(Image.open(sys.argv[1])).convert("RGB")  # uprig
 out = detect_fn(tf.convert_to_tensor(np.asarray(image))[tf.newaxis, ...])
 w, h = image.size  # boxes are [ymin, xmin, ymax, xmax] in 0..1 of the image: scale them to its pixels
 for (y0, x0, y1, x1), score, c in zip(*(out[f"detection_{{k}}"][0].numpy() for k in ("boxes", "scores", "classes"))):
-    if score >= 0.3:
+    if score >= 0.3 and (x1 - x0) * w >= 1 and (y1 - y0) * h >= 1:  # a box clipped to a line is none
         print(LABELS.get(int(c), int(c)), round(float(score), 3), [round(v) for v in (x0 * w, y0 * h, x1 * w, y1 * h)])
 """
 

@@ -32,6 +32,7 @@ SAVED_MODEL = "saved_model"
 LABEL_MAP = "label_map.pbtxt"
 DEFAULT_THRESHOLD = 0.3
 MIN_DRAWN_SIDE = 480
+MIN_BOX_SIDE_PX = 1  # as the dataset check drops a box thinner than a pixel
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ def detect(model: Model, image: Image.Image, threshold: float = DEFAULT_THRESHOL
             class_id=int(cid),
         )
         for (y0, x0, y1, x1), score, cid in zip(boxes, scores, classes)
-        if score >= threshold
+        # Model Garden clips boxes to the image, so one regressed past an edge comes back as a line along it.
+        if score >= threshold and (x1 - x0) * width >= MIN_BOX_SIDE_PX and (y1 - y0) * height >= MIN_BOX_SIDE_PX
     ]
     return sorted(found, key=lambda d: -d.score)
 
