@@ -23,10 +23,18 @@ RAY = str(Path(sys.executable).with_name("ray"))
 GPU = "fake_gpu"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_port(taken: set[int]) -> int:
+    """A loopback port free now and not in ``taken``, which it joins.
+
+    A port is free again as soon as its probe closes, so two probes in a row can be given the same one (a run
+    saw the dashboard and a node's agent both on 54701, and the head refused to start): remember each."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 class RayCluster:
@@ -34,7 +42,8 @@ class RayCluster:
         self.log_dir = log_dir
         # Ray's socket paths must stay under 107 bytes: a short folder of its own, not pytest's deep one.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-        self.port, self.dashboard_port = free_port(), free_port()
+        self.ports: set[int] = set()
+        self.port, self.dashboard_port = free_port(self.ports), free_port(self.ports)
         self.nodes: list[subprocess.Popen] = []
         self.env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -71,7 +80,11 @@ class RayCluster:
 
     def _node(self, name: str, options: list[str], hidden: Path | None = None) -> subprocess.Popen:
         command = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"]
-        command += ["--object-store-memory=80000000", f"--dashboard-agent-listen-port={free_port()}", *options]
+        command += [
+            "--object-store-memory=80000000",
+            f"--dashboard-agent-listen-port={free_port(self.ports)}",
+            *options,
+        ]
         if hidden is not None:
             hidden.mkdir(parents=True, exist_ok=True)
             mount = f"mount -t tmpfs tmpfs {shlex_quote(hidden)} && exec {' '.join(map(shlex_quote, command))}"
