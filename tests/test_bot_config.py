@@ -71,7 +71,11 @@ def test_missing_token_stops_start_up_in_one_line(tmp_path):
     assert result.stderr.count("\n") == 1 and "TELEGRAM_BOT_TOKEN" in result.stderr
 
 
-def test_bot_starts_without_tensorflow():
-    code = "import sys, bot.app; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+def test_bot_starts_without_tensorflow_or_pandas():
+    # As ``python -m bot`` starts: its entry point first, then the application and its services' modules.
+    code = (
+        "import sys, bot.__main__, bot.app, storage, pipeline.executors.ray_jobs; "
+        "loaded = sorted(m for m in ('tensorflow', 'pandas') if sys.modules.get(m)); assert not loaded, loaded"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
