@@ -192,7 +192,11 @@ def test_a_box_clipped_to_a_line_along_an_edge_is_no_detection(tmp_path):
     ]
     snippet = SNIPPET.format(labels=NAMES)
     printed = subprocess.run(
-        [sys.executable, "-c", snippet, str(tmp_path / "photo.jpg")], cwd=folder, capture_output=True, text=True
+        [sys.executable, "-c", snippet, str(tmp_path / "photo.jpg")],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert printed.stdout.splitlines() == ["circle 0.9 [240, 60, 360, 180]", "circle 0.6 [144, 90, 240, 92]"]

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from pipeline.data.images import ImageCheckError, ImageInfo, PixelBudget, check_image, header_pixels
 from pipeline.data.pairing import PairTask
 from pipeline.data.reports import Problem
-from pipeline.data.samples import Box, Sample, Transform
+from pipeline.data.samples import MIN_BOX_SIDE_PX, Box, Sample, Transform
 from pipeline.data.voc import AnnotationError, VocAnnotation, VocObject
 from pipeline.errors import DatasetRejected
 
@@ -228,7 +228,7 @@ def _boxes(task, objects: tuple[VocObject, ...], width, height, scale, problems)
             )
             continue
         clipped = (max(0.0, xmin), max(0.0, ymin), min(float(width), xmax), min(float(height), ymax))
-        if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+        if clipped[2] - clipped[0] < MIN_BOX_SIDE_PX or clipped[3] - clipped[1] < MIN_BOX_SIDE_PX:
             problems.append(
                 Problem(
                     "box_dropped",

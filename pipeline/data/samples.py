@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 SPLITS = ("train", "val", "test")
+# A box thinner than this is no box: the check drops it from a dataset, and predict shows none.
+MIN_BOX_SIDE_PX = 1
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from pipeline.data.images import ImageCheckError, open_image, to_rgb
+from pipeline.data.samples import MIN_BOX_SIDE_PX
 from pipeline.drawing import class_color, label_box
 from pipeline.errors import UsageError
 from pipeline.files import replacing
@@ -32,7 +33,6 @@ SAVED_MODEL = "saved_model"
 LABEL_MAP = "label_map.pbtxt"
 DEFAULT_THRESHOLD = 0.3
 MIN_DRAWN_SIDE = 480
-MIN_BOX_SIDE_PX = 1  # as the dataset check drops a box thinner than a pixel
 
 
 @dataclass(frozen=True)
