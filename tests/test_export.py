@@ -100,22 +100,22 @@ def test_archive_holds_a_model_that_reproduces_training(trained_job, shapes_work
     assert not list(exported.archive.parent.glob(".model-*")) and not list(exported.archive.parent.glob("*.tmp"))
 
 
+def run_snippet(snippet: str, folder: Path, photo: Path) -> list[str]:
+    """The archive README's Python snippet run on ``photo`` in a fresh process from ``folder``: its lines."""
+    result = subprocess.run(
+        [sys.executable, "-c", snippet, str(photo)], cwd=folder, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()
+
+
 @pytest.mark.slow
 def test_readme_snippet_runs_in_a_fresh_process(exported, tmp_path):
     folder = extract(exported.archive)
     snippet = re.search(r"```python\n(.*?)```", (folder / "README.md").read_text(), re.S).group(1)
     assert len(snippet.strip().splitlines()) <= 10
-    (tmp_path / "snippet.py").write_text(snippet)
     circle_image(box=CIRCLE).save(tmp_path / "photo.jpg", quality=95)
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "snippet.py"), str(tmp_path / "photo.jpg")],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    printed = [line.split(" ", 2) for line in result.stdout.strip().splitlines()]
+    printed = [line.split(" ", 2) for line in run_snippet(snippet, folder, tmp_path / "photo.jpg")]
     expected = predict(exported.archive, tmp_path / "photo.jpg")
     assert len(printed) == len(expected) > 0
     for (label, score, box), detection in zip(printed, expected):
@@ -190,16 +190,8 @@ def test_a_box_clipped_to_a_line_along_an_edge_is_no_detection(tmp_path):
         (pytest.approx(0.9), pytest.approx((240, 60, 360, 180))),
         (pytest.approx(0.6), pytest.approx((144, 90, 240, 91.5))),
     ]
-    snippet = SNIPPET.format(labels=NAMES)
-    printed = subprocess.run(
-        [sys.executable, "-c", snippet, str(tmp_path / "photo.jpg")],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert printed.returncode == 0, printed.stderr[-2000:]
-    assert printed.stdout.splitlines() == ["circle 0.9 [240, 60, 360, 180]", "circle 0.6 [144, 90, 240, 92]"]
+    printed = run_snippet(SNIPPET.format(labels=NAMES), folder, tmp_path / "photo.jpg")
+    assert printed == ["circle 0.9 [240, 60, 360, 180]", "circle 0.6 [144, 90, 240, 92]"]
 
 
 def test_a_zip_that_is_no_model_archive_is_refused(tmp_path):
